@@ -1,0 +1,46 @@
+# Lakehouse platform: one command to set up and run, one to test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+EXTRAS ?= dev
+
+export SODA_CORE_TELEMETRY_ENABLED := false
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint types imports pytest clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools (idempotent)
+
+run: install ## Run the daily flow on the embedded default (seeds the demo landing zone if empty)
+	$(PY) -m flows.daily
+
+lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: install ## strict mypy on the packages
+	$(VENV)/bin/mypy
+
+imports: install ## import-linter layer contracts
+	$(VENV)/bin/lint-imports
+
+pytest: install ## the test suite
+	$(PY) -m pytest
+
+test: lint types imports pytest ## Everything CI runs: lint, types, import contracts, tests
+
+clean: ## Remove the local lakehouse state (not the venv)
+	rm -rf .lakehouse

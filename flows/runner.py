@@ -1,0 +1,114 @@
+"""What every flow shares: build the run's context once, then process batch chunks in order."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from dataclasses import dataclass, field
+from datetime import date
+from importlib.metadata import version
+from pathlib import Path
+
+from prefect import get_run_logger
+from prefect.runtime import flow_run
+
+from lakehouse.batches import chunks
+from lakehouse.catalog import ensure_tables, open_catalog
+from lakehouse.errors import LakehouseError
+from lakehouse.landing import LandingZone
+from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepResult
+from lakehouse.settings import Settings
+from lakehouse.tables import LOAD_ORDER, all_tables
+from tasks.pipeline import build_gold, build_silver, load_bronze
+
+
+class RunFailed(Exception):
+    """Some steps of the run failed; everything that passed was published."""
+
+
+def code_version() -> str:
+    """The git commit of the code, or the package version outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return version("lakehouse-platform")
+
+
+def open_lakehouse(settings: Settings, flow: str, engine: str = "polars") -> Lakehouse:
+    """Build the catalog, landing zone and run info once per flow run; create missing tables."""
+    catalog = open_catalog(settings)
+    ensure_tables(catalog, all_tables())
+    run_id = str(flow_run.get_id() or "local")
+    return Lakehouse(catalog, LandingZone(settings.landing), RunInfo(run_id, flow, code_version(), engine))
+
+
+@dataclass
+class RunSummary:
+    """What a run did, step by step, and what failed."""
+
+    batches: list[date] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+# Upstream tables of each step, so a failure stops exactly what depends on it.
+def _upstream(table_id: str) -> list[str]:
+    namespace, name = table_id.split(".")
+    if namespace == "bronze":
+        return []
+    if namespace == "silver":
+        from lakehouse.tables import FOREIGN_KEYS
+
+        return [f"bronze.{name}"] + [f"silver.{p}" for p, _ in FOREIGN_KEYS.get(name, {}).values()]
+    return list(GOLD_INPUTS[name])
+
+
+def process(lh: Lakehouse, dates: list[date], chunk_days: int, summary: RunSummary) -> None:
+    """Run bronze → silver → gold for ``dates`` in chunks, oldest first.
+
+    A step whose input failed is not run for that chunk; other tables go on. Failures are
+    collected in ``summary`` (the caller decides how the run ends).
+    """
+    logger = get_run_logger()
+    for chunk in chunks(dates, chunk_days):
+        logger.info("chunk %s..%s (%d batch dates)", chunk[0], chunk[-1], len(chunk))
+        failed: set[str] = set()
+        steps = (
+            [(load_bronze, n, f"bronze.{n}") for n in LOAD_ORDER]
+            + [(build_silver, n, f"silver.{n}") for n in LOAD_ORDER]
+            + [(build_gold, n, f"gold.{n}") for n in GOLD_INPUTS]
+        )
+        for step, name, table_id in steps:
+            blocked = [u for u in _upstream(table_id) if u in failed]
+            if blocked:
+                failed.add(table_id)
+                summary.failures[f"{table_id} {chunk[0]}..{chunk[-1]}"] = f"skipped: {', '.join(blocked)} failed"
+                continue
+            try:
+                result = step(lh, name, chunk, None)
+            except LakehouseError as exc:
+                failed.add(table_id)
+                summary.failures[f"{table_id} {chunk[0]}..{chunk[-1]}"] = str(exc)
+                logger.error("%s failed: %s", table_id, exc)
+                continue
+            summary.steps.append(result)
+            if result.skipped:
+                logging.getLogger(__name__).debug("%s: %s", table_id, result.skipped)
+            else:
+                logger.info(
+                    "%s: %d in, %d out, %d quarantined, snapshot %s",
+                    table_id,
+                    result.rows_in,
+                    result.rows_out,
+                    result.quarantined,
+                    result.snapshot_id,
+                )
+        summary.batches.extend(chunk)

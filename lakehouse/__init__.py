@@ -1,0 +1,1 @@
+"""Lakehouse core: catalog, table specs, landing zone, transforms, audited writes. No Prefect, no Soda."""

@@ -1,0 +1,48 @@
+"""Batch dates: compact range notation for snapshot properties, and chunking of date lists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+
+def format_ranges(dates: Iterable[date]) -> str:
+    """``1995-01-01..1995-01-03,1995-02-01``: sorted, consecutive days collapsed into ranges."""
+    ordered = sorted(set(dates))
+    parts: list[str] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] - ordered[j] == timedelta(days=1):
+            j += 1
+        parts.append(ordered[i].isoformat() if i == j else f"{ordered[i]}..{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def parse_ranges(text: str | None) -> set[date]:
+    """Inverse of :func:`format_ranges`; ``None`` or empty gives the empty set.
+
+    Raises:
+        ValueError: if the text is not in range notation.
+    """
+    out: set[date] = set()
+    for part in (text or "").split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("..")
+        start = date.fromisoformat(first)
+        end = date.fromisoformat(last) if last else start
+        out.update(start + timedelta(days=n) for n in range((end - start).days + 1))
+    return out
+
+
+def chunks(dates: Iterable[date], max_days: int) -> list[list[date]]:
+    """Split sorted dates into chunks each spanning at most ``max_days`` calendar days."""
+    out: list[list[date]] = []
+    for day in sorted(set(dates)):
+        if out and (day - out[-1][0]).days < max_days:
+            out[-1].append(day)
+        else:
+            out.append([day])
+    return out

@@ -1,0 +1,26 @@
+"""Domain errors of the lakehouse package."""
+
+
+class LakehouseError(Exception):
+    """Base class of every error raised on purpose by the lakehouse package."""
+
+
+class ConfigurationError(LakehouseError):
+    """Settings or catalog configuration is missing or inconsistent."""
+
+
+class LandingError(LakehouseError):
+    """A landed file or path cannot be used (bad layout, unreadable file, path outside the zone)."""
+
+
+class CommitConflictError(LakehouseError):
+    """A concurrent commit moved the table; the write is safe to retry on the new state."""
+
+
+class AuditFailedError(LakehouseError):
+    """The audit of a branch rejected the write; `main` was not moved. Never retried."""
+
+    def __init__(self, table: str, reason: str) -> None:
+        super().__init__(f"audit of {table} rejected the write: {reason}")
+        self.table = table
+        self.reason = reason

@@ -1,0 +1,266 @@
+"""The steps of a run: landing → bronze → silver (+ quarantine) → gold, each an audited write.
+
+Each step reads what it needs through the catalog, runs pure transforms, and commits once through
+:func:`lakehouse.publish.write_audited`. Knows nothing of Prefect or Soda: the audit is passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.table import Table
+
+from lakehouse.batches import format_ranges
+from lakehouse.files import batch_filter
+from lakehouse.landing import LandingZone
+from lakehouse.publish import Staged, audit_branch, promoted, write_audited
+from lakehouse.readers import read_landed
+from lakehouse.tables import (
+    BATCH_DATE,
+    BRONZE,
+    FOREIGN_KEYS,
+    GOLD,
+    LOADED_AT,
+    PROP_BATCHES,
+    PROP_CODE_VERSION,
+    PROP_ENGINE,
+    PROP_FLOW,
+    PROP_RUN_ID,
+    QUARANTINE,
+    RUN_ID,
+    SILVER,
+    TPCH,
+    identifier,
+)
+from lakehouse.transforms import gold as gold_transforms
+from lakehouse.transforms.bronze import to_bronze
+from lakehouse.transforms.silver import conform, merge_latest
+
+log = logging.getLogger(__name__)
+
+GOLD_INPUTS: dict[str, tuple[str, ...]] = {
+    "fct_sales": ("silver.orders", "silver.lineitem"),
+    "daily_revenue": ("gold.fct_sales", "silver.customer"),
+}
+
+StepAudit = Callable[[Table, Staged, Mapping[str, int]], None]
+"""Audits a staged write; gets the step's row counts (e.g. landed and quarantined rows)."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Who is writing: stamped on every snapshot a run commits."""
+
+    run_id: str
+    flow: str
+    code_version: str
+    engine: str = "polars"
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    """What every step needs: the catalog, the landing zone and the run."""
+
+    catalog: Catalog
+    zone: LandingZone
+    run: RunInfo
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def table(self, table_id: str) -> Table:
+        """Load a table by identifier."""
+        return self.catalog.load_table(table_id)
+
+    def properties(self, batches: list[date]) -> dict[str, str]:
+        """Snapshot summary properties for a commit covering ``batches``."""
+        return {
+            PROP_RUN_ID: self.run.run_id,
+            PROP_FLOW: self.run.flow,
+            PROP_BATCHES: format_ranges(batches),
+            PROP_ENGINE: self.run.engine,
+            PROP_CODE_VERSION: self.run.code_version,
+        }
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step did, for logs, artifacts and tests."""
+
+    table: str
+    batches: tuple[date, ...]
+    rows_in: int = 0
+    rows_out: int = 0
+    quarantined: int = 0
+    snapshot_id: int | None = None
+    skipped: str | None = None  # why nothing was written
+
+
+def _arrow(frame: pl.DataFrame, table: Table) -> pa.Table:
+    """``frame`` shaped as the table's Arrow schema (column order and types)."""
+    target = schema_to_pyarrow(table.schema(), include_field_ids=False)
+    return frame.select(target.names).to_arrow().cast(target)
+
+
+def _write(
+    lh: Lakehouse,
+    table: Table,
+    frame: pl.DataFrame,
+    batches: list[date],
+    *,
+    replace_all: bool,
+    audit: Callable[[Table, Staged], None] | None,
+    before_publish: Callable[[], None] | None = None,
+) -> Staged:
+    stamped = frame.with_columns(pl.lit(lh.run.run_id).alias(RUN_ID))
+    if LOADED_AT in table.schema().column_names:
+        stamped = stamped.with_columns(pl.lit(lh.loaded_at, dtype=pl.Datetime("us", "UTC")).alias(LOADED_AT))
+    return write_audited(
+        table,
+        _arrow(stamped, table),
+        replace=AlwaysTrue() if replace_all else batch_filter(batches),
+        branch=audit_branch(lh.run.run_id),
+        properties=lh.properties(batches),
+        audit=audit,
+        before_publish=before_publish,
+    )
+
+
+def _scan(lh: Lakehouse, table_id: str, batches: list[date] | None = None) -> pl.LazyFrame:
+    frame = pl.scan_iceberg(lh.table(table_id))
+    return frame if batches is None else frame.filter(pl.col(BATCH_DATE).is_in(batches))
+
+
+def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+    """Land ``name``'s files of ``batches`` into ``bronze.<name>`` (replacing those batches).
+
+    Raises:
+        LandingError: if a landed file cannot be read.
+    """
+    table_id = identifier(BRONZE, name)
+    files = lh.zone.files(name, batches)
+    if not files:
+        return StepResult(table_id, tuple(batches), skipped="no landed files")
+    frames = [
+        to_bronze(read_landed(lh.zone, f).lazy(), batch=f.batch, run_id=lh.run.run_id, loaded_at=lh.loaded_at)
+        for f in files
+    ]
+    rows = pl.concat(frames).collect()
+    landed = sorted({f.batch for f in files})
+    counts = {"landed_rows": rows.height, "files": len(files)}
+    table = lh.table(table_id)
+    staged = _write(
+        lh,
+        table,
+        rows,
+        landed,
+        replace_all=False,
+        audit=None if audit is None else lambda t, s: audit(t, s, counts),
+    )
+    return StepResult(table_id, tuple(landed), rows.height, rows.height, 0, staged.snapshot_id)
+
+
+def _parents(lh: Lakehouse, name: str, batches: list[date]) -> dict[str, pl.LazyFrame]:
+    parents = {}
+    for column, (parent, key) in FOREIGN_KEYS.get(name, {}).items():
+        # Facts land with their parents' batch (lineitem with its order): look in the same batches.
+        scope = batches if TPCH[parent].kind == "fact" else None
+        parents[column] = _scan(lh, identifier(SILVER, parent), scope).select(key)
+    return parents
+
+
+def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+    """Conform ``bronze.<name>`` rows of ``batches`` into ``silver.<name>`` and ``quarantine.<name>``.
+
+    Facts replace their batches; reference tables are merged by key (latest batch wins). The
+    quarantine rows are published after the silver audit passes and before silver's ``main``
+    moves, so a rerun after a crash converges.
+    """
+    table_id = identifier(SILVER, name)
+    spec = TPCH[name]
+    bronze = _scan(lh, identifier(BRONZE, name), batches).collect()
+    if bronze.is_empty():
+        return StepResult(table_id, tuple(batches), skipped="no bronze rows")
+    present = sorted(bronze.get_column(BATCH_DATE).unique().to_list())
+    result = conform(bronze.lazy(), spec, _parents(lh, name, present))
+    good = result.good
+    if spec.kind == "reference":
+        good = merge_latest(_scan(lh, table_id), good, spec.key, present)
+    good_rows, rejected = pl.collect_all([good, result.rejected])
+    counts = {"landed_rows": bronze.height, "quarantined_rows": rejected.height}
+    quarantine = lh.table(identifier(QUARANTINE, name))
+
+    def publish_quarantine() -> None:
+        if rejected.height or quarantine.current_snapshot() is not None:
+            _write(lh, quarantine, rejected, present, replace_all=False, audit=None)
+
+    table = lh.table(table_id)
+    staged = _write(
+        lh,
+        table,
+        good_rows,
+        present,
+        replace_all=spec.kind == "reference",
+        audit=None if audit is None else lambda t, s: audit(t, s, counts),
+        before_publish=publish_quarantine,
+    )
+    loaded = bronze.height - rejected.height
+    log.info("%s: %d rows in, %d loaded, %d quarantined", table_id, bronze.height, loaded, rejected.height)
+    return StepResult(table_id, tuple(present), bronze.height, loaded, rejected.height, staged.snapshot_id)
+
+
+def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+    """Rebuild ``gold.<name>`` for ``batches`` from silver (and gold) inputs."""
+    table_id = identifier(GOLD, name)
+    if name == "fct_sales":
+        frame = gold_transforms.fct_sales(
+            _scan(lh, "silver.lineitem", batches), _scan(lh, "silver.orders", batches)
+        )
+    else:
+        frame = gold_transforms.daily_revenue(_scan(lh, "gold.fct_sales", batches), _scan(lh, "silver.customer"))
+    rows = frame.collect()
+    if rows.is_empty():
+        return StepResult(table_id, tuple(batches), skipped="no input rows")
+    present = sorted(rows.get_column(BATCH_DATE).unique().to_list())
+    counts = {"rows": rows.height}
+    table = lh.table(table_id)
+    staged = _write(
+        lh,
+        table,
+        rows,
+        present,
+        replace_all=False,
+        audit=None if audit is None else lambda t, s: audit(t, s, counts),
+    )
+    return StepResult(table_id, tuple(present), rows.height, rows.height, 0, staged.snapshot_id)
+
+
+def targets(name: str) -> list[str]:
+    """The tables a batch of landed ``name`` must reach before that batch counts as promoted."""
+    out = [identifier(SILVER, name)]
+    if name == "orders":
+        out += [identifier(GOLD, g) for g in GOLD_INPUTS]
+    return out
+
+
+def pending_batches(lh: Lakehouse) -> list[date]:
+    """Landed batch dates not yet promoted to every table they feed, oldest first.
+
+    The watermark is each table's ``lakehouse.promoted`` snapshot property on ``main``.
+    """
+    done: dict[str, set[str]] = {}
+    out: set[date] = set()
+    for name in TPCH:
+        for target in targets(name):
+            if target not in done:
+                done[target] = promoted(lh.table(target))
+        for batch in lh.zone.batches(name):
+            if any(batch.isoformat() not in done[t] for t in targets(name)):
+                out.add(batch)
+    return sorted(out)

@@ -1,0 +1,45 @@
+"""Settings of a run, read from the environment (``LAKEHOUSE_*``) once, in flows, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EngineChoice = Literal["auto", "polars", "spark"]
+
+
+class Settings(BaseSettings):
+    """Where the lakehouse lives and how runs behave.
+
+    The catalog itself is configured the pyiceberg way (``.pyiceberg.yaml`` or
+    ``PYICEBERG_CATALOG__<NAME>__*``); when nothing configures catalog ``catalog``, an embedded
+    SQLite catalog under ``home`` is used.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")
+
+    home: Path = Field(default=Path(".lakehouse"), description="Local state: catalog, warehouse, reports.")
+    landing_uri: str | None = Field(
+        default=None, description="Landing zone: a path, file:// or s3:// URI (default $home/landing)."
+    )
+    catalog: str = Field(default="lakehouse", description="pyiceberg catalog name.")
+    chunk_days: int = Field(default=366, ge=1, description="Most batch dates processed in one chunk.")
+    quarantine_max_share: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Largest share of a batch that may go to quarantine."
+    )
+    demo_scale: float = Field(default=0.01, gt=0, description="TPC-H scale seeded into an empty demo zone.")
+
+    @property
+    def landing(self) -> str:
+        """The landing zone URI (absolute path or URI)."""
+        if self.landing_uri:
+            return self.landing_uri
+        return str((self.home / "landing").resolve())
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where gate reports are written."""
+        return self.home / "reports"

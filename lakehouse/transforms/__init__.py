@@ -1,0 +1,1 @@
+"""Pure transforms over lazy frames: no I/O, no engine construction, inputs never mutated."""

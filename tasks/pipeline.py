@@ -1,0 +1,32 @@
+"""Prefect tasks wrapping the pipeline steps: orchestration concerns only."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from lakehouse import pipeline
+from lakehouse.pipeline import Lakehouse, StepAudit, StepResult
+from tasks.retry import transient_only
+
+_OPTIONS = {"retries": 3, "retry_delay_seconds": [1, 5, 15], "retry_condition_fn": transient_only}
+
+
+@task(name="bronze", task_run_name="bronze.{name}", cache_policy=NO_CACHE, **_OPTIONS)  # type: ignore[call-overload]
+def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+    """Land a table's files of these batches into bronze."""
+    return pipeline.load_bronze(lh, name, batches, audit)
+
+
+@task(name="silver", task_run_name="silver.{name}", cache_policy=NO_CACHE, **_OPTIONS)  # type: ignore[call-overload]
+def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+    """Conform a table's bronze rows of these batches into silver and quarantine."""
+    return pipeline.build_silver(lh, name, batches, audit)
+
+
+@task(name="gold", task_run_name="gold.{name}", cache_policy=NO_CACHE, **_OPTIONS)  # type: ignore[call-overload]
+def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+    """Rebuild a gold table for these batches."""
+    return pipeline.build_gold(lh, name, batches, audit)
