@@ -14,12 +14,15 @@ from lakehouse.settings import EngineChoice, Settings
 
 
 @flow(name="backfill", flow_run_name="backfill-{start}-{end}")
-def backfill(start: date, end: date, engine: EngineChoice = "auto", chunk_days: int | None = None) -> RunSummary:
+def backfill(
+    start: date, end: date, engine: EngineChoice = "auto", chunk_days: int | None = None
+) -> RunSummary:
     """Reprocess every landed batch date in ``[start, end]``, idempotently, in chunks.
 
     Raises:
         ValueError: if ``end`` is before ``start``.
         RunFailed: if any step failed (whatever passed was published).
+
     """
     if end < start:
         raise ValueError(f"end {end} is before start {start}")

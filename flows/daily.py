@@ -35,12 +35,15 @@ def daily(date: Date | None = None, engine: EngineChoice = "auto") -> RunSummary
 
     Raises:
         RunFailed: if any step failed (whatever passed was published).
+
     """
     logger = get_run_logger()
     settings = Settings()
     lh = open_lakehouse(settings, "daily")
     if settings.landing_uri is None and lh.zone.is_empty():
-        logger.info("demo landing zone %s is empty: seeding TPC-H SF%s", settings.landing, settings.demo_scale)
+        logger.info(
+            "demo landing zone %s is empty: seeding TPC-H SF%s", settings.landing, settings.demo_scale
+        )
         with tempfile.TemporaryDirectory() as work:
             seed_landing(lh.zone, settings.demo_scale, Path(work))
     dates = [date] if date else pending_batches(lh)

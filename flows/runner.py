@@ -90,7 +90,9 @@ def process(lh: Lakehouse, dates: list[date], chunk_days: int, summary: RunSumma
             blocked = [u for u in _upstream(table_id) if u in failed]
             if blocked:
                 failed.add(table_id)
-                summary.failures[f"{table_id} {chunk[0]}..{chunk[-1]}"] = f"skipped: {', '.join(blocked)} failed"
+                summary.failures[f"{table_id} {chunk[0]}..{chunk[-1]}"] = (
+                    f"skipped: {', '.join(blocked)} failed"
+                )
                 continue
             try:
                 result = step(lh, name, chunk, None)

@@ -25,6 +25,7 @@ def parse_ranges(text: str | None) -> set[date]:
 
     Raises:
         ValueError: if the text is not in range notation.
+
     """
     out: set[date] = set()
     for part in (text or "").split(","):

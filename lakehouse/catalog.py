@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from pyiceberg.catalog import Catalog, load_catalog
@@ -43,24 +44,22 @@ def ensure_tables(catalog: Catalog, tables: list[TableDef]) -> None:
     existing = {ns[0] for ns in catalog.list_namespaces()}
     for namespace in NAMESPACES:
         if namespace not in existing:
-            try:
+            with contextlib.suppress(NamespaceAlreadyExistsError):  # created concurrently by another run
                 catalog.create_namespace(namespace)
-            except NamespaceAlreadyExistsError:
-                pass  # created concurrently by another run
     for table in tables:
         try:
             loaded = catalog.load_table(table.identifier)
         except NoSuchTableError:
             try:
-                loaded = catalog.create_table(table.identifier, table.schema, partition_spec=table.partition_spec())
+                loaded = catalog.create_table(
+                    table.identifier, table.schema, partition_spec=table.partition_spec()
+                )
             except TableAlreadyExistsError:
                 loaded = catalog.load_table(table.identifier)
         if loaded.current_snapshot() is None:
             # Audit branches can only be cut from a snapshot: start every table with an empty one.
-            try:
+            with contextlib.suppress(CommitFailedException):  # another run did it first
                 loaded.append(schema_to_pyarrow(loaded.schema()).empty_table())
-            except CommitFailedException:
-                pass  # another run did it first
 
 
 def load(catalog: Catalog, table: TableDef | str) -> Table:

@@ -15,7 +15,7 @@ def batch_filter(batches: list[date] | None) -> BooleanExpression:
     """Row filter selecting the given batch dates (all rows when ``None``)."""
     if batches is None:
         return AlwaysTrue()
-    return In(BATCH_DATE, [d.isoformat() for d in batches])
+    return In(BATCH_DATE, {d.isoformat() for d in batches})  # type: ignore[call-arg,misc]
 
 
 def snapshot_files(table: Table, snapshot_id: int | None, batches: list[date] | None = None) -> list[str]:
@@ -26,6 +26,7 @@ def snapshot_files(table: Table, snapshot_id: int | None, batches: list[date] | 
 
     Raises:
         LakehouseError: if the snapshot has delete files (reading by file list would be wrong).
+
     """
     if snapshot_id is None:
         return []

@@ -63,8 +63,8 @@ class LandingZone:
     def batches(self, table: str | None = None) -> list[date]:
         """Batch dates with a partition directory (of ``table``, or of any table), oldest first."""
         dates: set[date] = set()
-        for table in [table] if table else TPCH:
-            for entry in self._ls(self.table_dir(table)):
+        for name in [table] if table else TPCH:
+            for entry in self._ls(self.table_dir(name)):
                 match = _PARTITION.match(entry.base_name)
                 if match and entry.type == pafs.FileType.Directory:
                     dates.add(date.fromisoformat(match.group(1)))
@@ -75,6 +75,7 @@ class LandingZone:
 
         Raises:
             LandingError: if a file has an unsupported extension.
+
         """
         out = []
         for batch in batches:

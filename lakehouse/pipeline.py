@@ -142,6 +142,7 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
 
     Raises:
         LandingError: if a landed file cannot be read.
+
     """
     table_id = identifier(BRONZE, name)
     files = lh.zone.files(name, batches)
@@ -223,7 +224,9 @@ def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit |
             _scan(lh, "silver.lineitem", batches), _scan(lh, "silver.orders", batches)
         )
     else:
-        frame = gold_transforms.daily_revenue(_scan(lh, "gold.fct_sales", batches), _scan(lh, "silver.customer"))
+        frame = gold_transforms.daily_revenue(
+            _scan(lh, "gold.fct_sales", batches), _scan(lh, "silver.customer")
+        )
     rows = frame.collect()
     if rows.is_empty():
         return StepResult(table_id, tuple(batches), skipped="no input rows")

@@ -99,6 +99,7 @@ def publish(table: Table, staged: Staged) -> None:
 
     Raises:
         CommitConflictError: if ``main`` moved since the branch was cut (nothing is published).
+
     """
     table.refresh()
     current = table.current_snapshot()
@@ -137,6 +138,7 @@ def write_audited(
     Raises:
         CommitConflictError: if every attempt met a concurrent commit.
         Exception: whatever ``audit`` raises; the branch is removed and ``main`` is untouched.
+
     """
     for attempt in range(1, max_attempts + 1):
         staged = stage(table, data, replace=replace, branch=branch, properties=properties)
@@ -149,7 +151,9 @@ def write_audited(
             return staged
         except CommitConflictError:
             discard(table, staged)
-            log.warning("%s: concurrent commit, retrying (attempt %d/%d)", staged.table, attempt, max_attempts)
+            log.warning(
+                "%s: concurrent commit, retrying (attempt %d/%d)", staged.table, attempt, max_attempts
+            )
         except BaseException:
             discard(table, staged)
             raise

@@ -28,6 +28,7 @@ def read_landed(zone: LandingZone, landed: LandedFile) -> pl.DataFrame:
 
     Raises:
         LandingError: naming the file, if it cannot be parsed or lacks columns of its table.
+
     """
     spec = TPCH[landed.table]
     try:

@@ -279,6 +279,7 @@ def all_tables() -> list[TableDef]:
     out += list(GOLD_TABLES.values())
     return out
 
+
 # Foreign keys checked row by row before silver writes: column -> (parent table, parent key).
 FOREIGN_KEYS: dict[str, dict[str, tuple[str, str]]] = {
     "nation": {"n_regionkey": ("region", "r_regionkey")},

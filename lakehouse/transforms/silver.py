@@ -58,9 +58,7 @@ def _parse(spec: SourceTable) -> list[pl.Expr]:
 
 def _rule(spec: SourceTable, parents: Mapping[str, pl.LazyFrame]) -> pl.Expr:
     checks: list[tuple[pl.Expr, str]] = []
-    key_null = pl.any_horizontal(
-        pl.col(k).is_null() | (pl.col(k).str.strip_chars() == "") for k in spec.key
-    )
+    key_null = pl.any_horizontal(pl.col(k).is_null() | (pl.col(k).str.strip_chars() == "") for k in spec.key)
     checks.append((key_null, "null_key"))
     for col in spec.columns:
         if col.type != "string":
@@ -77,15 +75,13 @@ def _rule(spec: SourceTable, parents: Mapping[str, pl.LazyFrame]) -> pl.Expr:
                 out = out | (typed > high)
             checks.append((out.fill_null(False), f"out_of_range:{col.name}"))
         elif col.type == "date":
-            checks.append(
-                (~typed.is_between(*DATE_RANGE).fill_null(True), f"out_of_range:{col.name}")
-            )
-    for col in parents:
-        checks.append((pl.col(_OK + col).is_null(), f"orphan_key:{col}"))
-    expr = pl.when(checks[0][0]).then(pl.lit(checks[0][1]))
-    for cond, name in checks[1:]:
-        expr = expr.when(cond).then(pl.lit(name))
-    return expr.otherwise(pl.lit(None, dtype=pl.String)).alias(RULE)
+            checks.append((~typed.is_between(*DATE_RANGE).fill_null(True), f"out_of_range:{col.name}"))
+    for fk in parents:
+        checks.append((pl.col(_OK + fk).is_null(), f"orphan_key:{fk}"))
+    rule: pl.Expr = pl.lit(None, dtype=pl.String)
+    for cond, name in reversed(checks):  # built inside out: the first failing rule wins
+        rule = pl.when(cond).then(pl.lit(name)).otherwise(rule)
+    return rule.alias(RULE)
 
 
 def conform(
@@ -102,12 +98,15 @@ def conform(
     Returns:
         ``good`` with TPC-H columns typed plus the load metadata, and ``rejected`` with the original
         string values, ``_rule`` and the load metadata.
+
     """
     parents = parents or {}
     meta = [c for c in rows.collect_schema().names() if c.startswith("_")]
     work = rows.with_columns(_parse(spec))
     for col, keys in parents.items():
-        valid = keys.select(pl.first().alias(_typed(col))).unique().with_columns(pl.lit(True).alias(_OK + col))
+        valid = (
+            keys.select(pl.first().alias(_typed(col))).unique().with_columns(pl.lit(True).alias(_OK + col))
+        )
         work = work.join(valid, on=_typed(col), how="left", nulls_equal=False)
     work = work.with_columns(_rule(spec, parents))
     clean = work.filter(pl.col(RULE).is_null()).sort([SOURCE_FILE, ROW_NUMBER])

@@ -1,0 +1,36 @@
+"""Test isolation: no user config, no telemetry, a project-local Prefect home."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Before anything imports prefect or soda: these are read at import time.
+for _name in [n for n in os.environ if n.startswith(("PYICEBERG_", "LAKEHOUSE_", "PREFECT_"))]:
+    del os.environ[_name]
+os.environ["SODA_CORE_TELEMETRY_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_HOME"] = str(ROOT / ".prefect-test")
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "lakehouse,checks"
+os.environ["PYICEBERG_HOME"] = str(ROOT / ".prefect-test" / "no-pyiceberg-config")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_lakehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own LAKEHOUSE_HOME unless it sets one itself."""
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "lakehouse"))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One real Prefect engine (temporary local server) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,102 @@
+"""Write-audit-publish against a real SqlCatalog on SQLite."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.table import Table
+
+from lakehouse.catalog import ensure_tables
+from lakehouse.errors import AuditFailedError, CommitConflictError
+from lakehouse.files import batch_filter
+from lakehouse.publish import AUDIT_BRANCH_PREFIX, Staged, promoted, write_audited
+from lakehouse.tables import PROP_BATCHES, PROP_RUN_ID, bronze_table
+
+D1, D2 = date(1995, 1, 1), date(1995, 1, 2)
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Table:
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
+    spec = bronze_table("region")
+    ensure_tables(catalog, [spec])
+    return catalog.load_table(spec.identifier)
+
+
+def _rows(table: Table, batch: date, keys: list[str]) -> pa.Table:
+    schema = schema_to_pyarrow(table.schema(), include_field_ids=False)
+    return pa.Table.from_pylist([{"r_regionkey": k, "_batch_date": batch} for k in keys], schema=schema)
+
+
+def _write(table: Table, batch: date, keys: list[str], audit=None, run: str = "r1") -> Staged:  # type: ignore[no-untyped-def]
+    return write_audited(
+        table,
+        _rows(table, batch, keys),
+        replace=batch_filter([batch]),
+        branch=AUDIT_BRANCH_PREFIX + run,
+        properties={PROP_RUN_ID: run, PROP_BATCHES: batch.isoformat()},
+        audit=audit,
+    )
+
+
+def _keys(table: Table) -> list[str]:
+    table.refresh()
+    return sorted(table.scan().to_arrow().column("r_regionkey").to_pylist())
+
+
+def test_publish_moves_main_and_stamps_cumulative_watermark(table: Table) -> None:
+    staged = _write(table, D1, ["1", "2"])
+    _write(table, D2, ["3"], run="r2")
+    assert _keys(table) == ["1", "2", "3"]
+    assert promoted(table) == {"1995-01-01", "1995-01-02"}
+    assert table.snapshot_by_id(staged.snapshot_id) is not None
+    assert not [r for r in table.metadata.refs if r.startswith(AUDIT_BRANCH_PREFIX)]
+    # rerunning a batch replaces it: no duplicates
+    _write(table, D1, ["1", "2"], run="r3")
+    assert _keys(table) == ["1", "2", "3"]
+
+
+def test_failed_audit_leaves_main_untouched_and_removes_branch(table: Table) -> None:
+    _write(table, D1, ["1"])
+    before = table.current_snapshot()
+
+    def reject(t: Table, s: Staged) -> None:
+        # the audit sees the branch snapshot, not main
+        assert s.snapshot_id != before.snapshot_id  # type: ignore[union-attr]
+        raise AuditFailedError("bronze.region", "bad data")
+
+    with pytest.raises(AuditFailedError):
+        _write(table, D2, ["9"], audit=reject, run="r2")
+    table.refresh()
+    assert table.current_snapshot() == before
+    assert list(table.metadata.refs) == ["main"]
+    assert _keys(table) == ["1"]
+
+
+def test_concurrent_commit_during_audit_is_retried_without_losing_either_write(table: Table) -> None:
+    _write(table, D1, ["1"])
+    calls = []
+
+    def concurrent_writer(t: Table, s: Staged) -> None:
+        calls.append(s.base_snapshot_id)
+        if len(calls) == 1:  # another run publishes to main while we audit
+            _write(table, date(1995, 2, 1), ["5"], run="other")
+
+    _write(table, D2, ["2"], audit=concurrent_writer, run="r2")
+    assert len(calls) == 2 and calls[0] != calls[1]
+    assert _keys(table) == ["1", "2", "5"]
+    assert promoted(table) == {"1995-01-01", "1995-01-02", "1995-02-01"}
+
+
+def test_conflicts_that_never_stop_raise_a_clear_error(table: Table) -> None:
+    def always_conflict(t: Table, s: Staged) -> None:
+        _write(table, date(1995, 3, 1), ["7"], run=f"other-{s.base_snapshot_id}")
+
+    with pytest.raises(CommitConflictError, match="still conflicting after 4 attempts"):
+        _write(table, D2, ["2"], audit=always_conflict, run="r2")
+    assert "2" not in _keys(table)

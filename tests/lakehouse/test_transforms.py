@@ -1,0 +1,129 @@
+"""Transform logic on tiny inline frames."""
+
+from datetime import date
+from decimal import Decimal
+
+import polars as pl
+
+from lakehouse.tables import TPCH
+from lakehouse.transforms.gold import daily_revenue, fct_sales
+from lakehouse.transforms.silver import conform, merge_latest
+
+D1, D2 = date(1995, 1, 1), date(1995, 1, 2)
+
+
+def _orders(rows: list[tuple[str | None, str, str, str]], batch: date = D1) -> pl.LazyFrame:
+    """Rows of (orderkey, custkey, totalprice, orderdate); other columns filled validly."""
+    n = len(rows)
+    return pl.LazyFrame(
+        {
+            "o_orderkey": [r[0] for r in rows],
+            "o_custkey": [r[1] for r in rows],
+            "o_orderstatus": ["O"] * n,
+            "o_totalprice": [r[2] for r in rows],
+            "o_orderdate": [r[3] for r in rows],
+            "o_orderpriority": ["1-URGENT"] * n,
+            "o_clerk": ["Clerk#1"] * n,
+            "o_shippriority": ["0"] * n,
+            "o_comment": ["c"] * n,
+            "_batch_date": [batch] * n,
+            "_source_file": ["f.csv"] * n,
+            "_row_number": list(range(1, n + 1)),
+        },
+        schema_overrides=dict.fromkeys(TPCH["orders"].column_names, pl.String) | {"_batch_date": pl.Date},
+    )
+
+
+def test_conform_types_rows_and_rejects_each_rule_once() -> None:
+    rows = _orders(
+        [
+            ("1", "7", "10.50", "1995-01-01"),  # good
+            ("1", "7", "99.00", "1995-01-01"),  # duplicate of key 1: the first one wins
+            (None, "7", "1.00", "1995-01-01"),  # null key
+            ("3", "7", "12,5x", "1995-01-01"),  # unparseable number
+            ("4", "7", "1.00", "1995-13-45"),  # unparseable date
+            ("5", "7", "-1.00", "1995-01-01"),  # out of range
+            ("6", "999", "1.00", "1995-01-01"),  # orphan customer
+        ]
+    )
+    out = conform(rows, TPCH["orders"], {"o_custkey": pl.LazyFrame({"c_custkey": [7]})})
+    good, rejected = out.good.collect(), out.rejected.collect()
+    assert good.get_column("o_orderkey").to_list() == [1]
+    assert good.get_column("o_totalprice").to_list() == [Decimal("10.50")]
+    assert good.schema["o_orderdate"] == pl.Date and good.schema["o_shippriority"] == pl.Int32
+    assert dict(zip(rejected["_row_number"], rejected["_rule"], strict=True)) == {
+        2: "duplicate_key",
+        3: "null_key",
+        4: "unparseable:o_totalprice",
+        5: "unparseable:o_orderdate",
+        6: "out_of_range:o_totalprice",
+        7: "orphan_key:o_custkey",
+    }
+    # rejected rows keep their original values
+    assert rejected.filter(pl.col("_row_number") == 4)["o_totalprice"].item() == "12,5x"
+    assert good.height + rejected.height == 7
+
+
+def test_conform_handles_empty_input() -> None:
+    out = conform(_orders([]), TPCH["orders"])
+    assert out.good.collect().height == 0 and out.rejected.collect().height == 0
+
+
+def _customer(key: int, segment: str, batch: date, row: int = 1) -> dict[str, object]:
+    return {
+        "c_custkey": key,
+        "c_mktsegment": segment,
+        "_batch_date": batch,
+        "_source_file": "f",
+        "_row_number": row,
+    }
+
+
+def test_merge_latest_keeps_latest_batch_and_is_idempotent() -> None:
+    current = pl.LazyFrame([_customer(1, "A", D1), _customer(2, "B", D1)])
+    change = pl.LazyFrame([_customer(1, "C", D2)])
+    merged = merge_latest(current, change, ("c_custkey",), [D2]).collect().sort("c_custkey")
+    assert merged["c_mktsegment"].to_list() == ["C", "B"]
+    again = merge_latest(merged.lazy(), change, ("c_custkey",), [D2]).collect().sort("c_custkey")
+    assert again.equals(merged)
+    # a late, older change set does not override the newer version
+    late = pl.LazyFrame([_customer(1, "OLD", date(1994, 12, 31))])
+    after_late = merge_latest(merged.lazy(), late, ("c_custkey",), [date(1994, 12, 31)]).collect()
+    assert after_late.filter(pl.col("c_custkey") == 1)["c_mktsegment"].item() == "C"
+
+
+def test_fct_sales_revenue_and_daily_revenue() -> None:
+    lineitem = pl.LazyFrame(
+        {
+            "l_orderkey": [1, 1, 2],
+            "l_linenumber": [1, 2, 1],
+            "l_partkey": [5, 6, 7],
+            "l_suppkey": [1, 1, 1],
+            "l_quantity": [Decimal("1.00")] * 3,
+            "l_extendedprice": [Decimal("100.00"), Decimal("50.00"), Decimal("10.00")],
+            "l_discount": [Decimal("0.10"), Decimal("0.00"), Decimal("0.05")],
+            "l_tax": [Decimal("0.01")] * 3,
+            "l_returnflag": ["N"] * 3,
+            "l_linestatus": ["O"] * 3,
+            "l_shipdate": [D1] * 3,
+            "_batch_date": [D1] * 3,
+        },
+        schema_overrides={
+            c: pl.Decimal(15, 2) for c in ("l_quantity", "l_extendedprice", "l_discount", "l_tax")
+        },
+    )
+    orders = pl.LazyFrame({"o_orderkey": [1, 2], "o_orderdate": [D1, D1], "o_custkey": [7, 8]})
+    sales = fct_sales(lineitem, orders).collect()
+    assert sales["revenue"].to_list() == [Decimal("90.0000"), Decimal("50.0000"), Decimal("9.5000")]
+    customer = pl.LazyFrame({"c_custkey": [7, 8], "c_mktsegment": ["BUILDING", "BUILDING"]})
+    daily = daily_revenue(sales.lazy(), customer).collect()
+    assert daily.to_dicts() == [
+        {
+            "o_orderdate": D1,
+            "c_mktsegment": "BUILDING",
+            "revenue": Decimal("149.5000"),
+            "orders": 2,
+            "customers": 2,
+            "_batch_date": D1,
+        }
+    ]
