@@ -24,3 +24,11 @@ class AuditFailedError(LakehouseError):
         super().__init__(f"audit of {table} rejected the write: {reason}")
         self.table = table
         self.reason = reason
+
+
+class MaintenanceError(LakehouseError):
+    """A maintenance operation cannot run as asked (bad argument, unknown snapshot or partition)."""
+
+
+class SchemaEvolutionError(LakehouseError):
+    """A schema change is breaking (drop, rename, narrowing): apply it with ``lakehouse migrate``."""

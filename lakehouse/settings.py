@@ -9,6 +9,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineChoice = Literal["auto", "polars", "spark"]
+DURATION_PATTERN = r"^(\d+[wdhms])+$"
+"""A duration such as ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or ``1d12h``."""
 
 
 class Settings(BaseSettings):
@@ -31,6 +33,20 @@ class Settings(BaseSettings):
         default=0.05, ge=0.0, le=1.0, description="Largest share of a batch that may go to quarantine."
     )
     demo_scale: float = Field(default=0.01, gt=0, description="TPC-H scale seeded into an empty demo zone.")
+    maintenance_target_file_mb: int = Field(
+        default=128, ge=1, description="Size of the data files compaction writes, in MiB."
+    )
+    maintenance_expire_older_than: str = Field(
+        default="7d", pattern=DURATION_PATTERN, description="Snapshots older than this are expired (e.g. 7d)."
+    )
+    maintenance_retain_last: int = Field(
+        default=5, ge=1, description="Most recent snapshots of main kept by expiry whatever their age."
+    )
+    maintenance_orphan_older_than: str = Field(
+        default="3d",
+        pattern=DURATION_PATTERN,
+        description="Unreferenced files younger than this are kept (they may belong to an in-flight commit).",
+    )
 
     @property
     def landing(self) -> str:
