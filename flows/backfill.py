@@ -33,7 +33,7 @@ def backfill(
         raise RunFailed(f"no landed batches between {start} and {end} in {settings.landing}")
     get_run_logger().info("backfill of %d batch dates %s .. %s", len(dates), dates[0], dates[-1])
     summary = RunSummary()
-    process(lh, dates, chunk_days or settings.chunk_days, summary)
+    process(lh, settings.model_copy(update={"chunk_days": chunk_days or settings.chunk_days}), dates, summary)
     if summary.failures:
         raise RunFailed(f"{len(summary.failures)} step(s) failed: " + "; ".join(summary.failures))
     return summary

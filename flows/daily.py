@@ -52,7 +52,7 @@ def daily(date: Date | None = None, engine: EngineChoice = "auto") -> RunSummary
         return RunSummary()
     logger.info("%d batch date(s) to promote: %s .. %s", len(dates), dates[0], dates[-1])
     summary = RunSummary()
-    process(lh, dates, settings.chunk_days, summary)
+    process(lh, settings, dates, summary)
     if summary.failures:
         raise RunFailed(f"{len(summary.failures)} step(s) failed: " + "; ".join(summary.failures))
     return summary

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 from dataclasses import dataclass, field
 from datetime import date
@@ -12,13 +11,17 @@ from pathlib import Path
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
+from checks.errors import GateError
+from checks.report import write_index
+from checks.result import GateResult
 from lakehouse.batches import chunks
 from lakehouse.catalog import ensure_tables, open_catalog
 from lakehouse.errors import LakehouseError
 from lakehouse.landing import LandingZone
-from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepResult
+from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepAudit, StepResult
 from lakehouse.settings import Settings
-from lakehouse.tables import LOAD_ORDER, all_tables
+from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, all_tables
+from tasks.gate import quality_gate
 from tasks.pipeline import build_gold, build_silver, load_bronze
 
 
@@ -56,6 +59,7 @@ class RunSummary:
 
     batches: list[date] = field(default_factory=list)
     steps: list[StepResult] = field(default_factory=list)
+    gates: list[GateResult] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -65,52 +69,57 @@ def _upstream(table_id: str) -> list[str]:
     if namespace == "bronze":
         return []
     if namespace == "silver":
-        from lakehouse.tables import FOREIGN_KEYS
-
         return [f"bronze.{name}"] + [f"silver.{p}" for p, _ in FOREIGN_KEYS.get(name, {}).values()]
     return list(GOLD_INPUTS[name])
 
 
-def process(lh: Lakehouse, dates: list[date], chunk_days: int, summary: RunSummary) -> None:
+def process(lh: Lakehouse, settings: Settings, dates: list[date], summary: RunSummary) -> None:
     """Run bronze → silver → gold for ``dates`` in chunks, oldest first.
 
     A step whose input failed is not run for that chunk; other tables go on. Failures are
     collected in ``summary`` (the caller decides how the run ends).
     """
     logger = get_run_logger()
-    for chunk in chunks(dates, chunk_days):
-        logger.info("chunk %s..%s (%d batch dates)", chunk[0], chunk[-1], len(chunk))
-        failed: set[str] = set()
-        steps = (
-            [(load_bronze, n, f"bronze.{n}") for n in LOAD_ORDER]
-            + [(build_silver, n, f"silver.{n}") for n in LOAD_ORDER]
-            + [(build_gold, n, f"gold.{n}") for n in GOLD_INPUTS]
-        )
-        for step, name, table_id in steps:
-            blocked = [u for u in _upstream(table_id) if u in failed]
-            if blocked:
-                failed.add(table_id)
-                summary.failures[f"{table_id} {chunk[0]}..{chunk[-1]}"] = (
-                    f"skipped: {', '.join(blocked)} failed"
-                )
-                continue
-            try:
-                result = step(lh, name, chunk, None)
-            except LakehouseError as exc:
-                failed.add(table_id)
-                summary.failures[f"{table_id} {chunk[0]}..{chunk[-1]}"] = str(exc)
-                logger.error("%s failed: %s", table_id, exc)
-                continue
-            summary.steps.append(result)
-            if result.skipped:
-                logging.getLogger(__name__).debug("%s: %s", table_id, result.skipped)
-            else:
-                logger.info(
-                    "%s: %d in, %d out, %d quarantined, snapshot %s",
-                    table_id,
-                    result.rows_in,
-                    result.rows_out,
-                    result.quarantined,
-                    result.snapshot_id,
-                )
-        summary.batches.extend(chunk)
+    gate = quality_gate(lh, settings.reports_dir, settings.quarantine_max_share, summary.gates)
+    try:
+        for chunk in chunks(dates, settings.chunk_days):
+            _process_chunk(lh, chunk, gate, summary)
+    finally:
+        if summary.gates:
+            index = write_index(settings.reports_dir)
+            logger.info("gate reports: %s", index.resolve())
+
+
+def _process_chunk(lh: Lakehouse, chunk: list[date], gate: StepAudit, summary: RunSummary) -> None:
+    logger = get_run_logger()
+    logger.info("chunk %s..%s (%d batch dates)", chunk[0], chunk[-1], len(chunk))
+    failed: set[str] = set()
+    steps = (
+        [(load_bronze, n, f"bronze.{n}") for n in LOAD_ORDER]
+        + [(build_silver, n, f"silver.{n}") for n in LOAD_ORDER]
+        + [(build_gold, n, f"gold.{n}") for n in GOLD_INPUTS]
+    )
+    for step, name, table_id in steps:
+        blocked = [u for u in _upstream(table_id) if u in failed]
+        if blocked:
+            failed.add(table_id)
+            summary.failures[f"{table_id} {chunk[0]}..{chunk[-1]}"] = f"skipped: {', '.join(blocked)} failed"
+            continue
+        try:
+            result = step(lh, name, chunk, gate)
+        except (LakehouseError, GateError) as exc:
+            failed.add(table_id)
+            summary.failures[f"{table_id} {chunk[0]}..{chunk[-1]}"] = str(exc)
+            logger.error("%s failed: %s", table_id, exc)
+            continue
+        summary.steps.append(result)
+        if not result.skipped:
+            logger.info(
+                "%s: %d in, %d out, %d quarantined, snapshot %s",
+                table_id,
+                result.rows_in,
+                result.rows_out,
+                result.quarantined,
+                result.snapshot_id,
+            )
+    summary.batches.extend(chunk)

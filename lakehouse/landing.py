@@ -103,3 +103,37 @@ class LandingZone:
         with self.fs.open_output_stream(path) as out:
             out.write(data)
         return self._display(path)
+
+    def _meta_path(self, filename: str) -> str:
+        if "/" in filename or not filename.startswith("_"):
+            raise LandingError(f"invalid metadata file name {filename!r} (must start with '_')")
+        return f"{self.root}/{self.source}/{filename}"
+
+    def write_meta(self, filename: str, data: bytes) -> str:
+        """Write a metadata file (e.g. the seed manifest) under ``<root>/<source>/``; returns its URI.
+
+        It is in no table directory, so readers never take it for data.
+
+        Raises:
+            LandingError: if ``filename`` does not start with ``_`` or contains ``/``.
+
+        """
+        path = self._meta_path(filename)
+        self.fs.create_dir(f"{self.root}/{self.source}", recursive=True)
+        with self.fs.open_output_stream(path) as out:
+            out.write(data)
+        return self._display(path)
+
+    def read_meta(self, filename: str) -> bytes:
+        """The content of a metadata file written by :meth:`write_meta`.
+
+        Raises:
+            LandingError: if ``filename`` is invalid or the file does not exist.
+
+        """
+        path = self._meta_path(filename)
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            raise LandingError(f"{self._display(path)}: no such file")
+        with self.fs.open_input_stream(path) as f:
+            data: bytes = f.read()
+        return data

@@ -19,9 +19,10 @@ from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
 from lakehouse.batches import format_ranges
+from lakehouse.errors import CommitConflictError
 from lakehouse.files import batch_filter
 from lakehouse.landing import LandingZone
-from lakehouse.publish import Staged, audit_branch, promoted, write_audited
+from lakehouse.publish import Staged, audit_branch, discard, promoted, publish, stage, write_audited
 from lakehouse.readers import read_landed
 from lakehouse.tables import (
     BATCH_DATE,
@@ -51,8 +52,24 @@ GOLD_INPUTS: dict[str, tuple[str, ...]] = {
     "daily_revenue": ("gold.fct_sales", "silver.customer"),
 }
 
-StepAudit = Callable[[Table, Staged, Mapping[str, int]], None]
-"""Audits a staged write; gets the step's row counts (e.g. landed and quarantined rows)."""
+
+@dataclass(frozen=True)
+class AuditRequest:
+    """A staged write to verify.
+
+    Carries the snapshot, its batches, the step's row counts, and the snapshots to read for other
+    tables the check needs (e.g. the staged quarantine rows).
+    """
+
+    table: str
+    snapshot_id: int
+    batches: tuple[date, ...]
+    counts: Mapping[str, int]
+    references: Mapping[str, int]
+
+
+StepAudit = Callable[[AuditRequest], None]
+"""Verifies a staged write; raises to reject it (``main`` is then left untouched)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,13 @@ def _arrow(frame: pl.DataFrame, table: Table) -> pa.Table:
     return frame.select(target.names).to_arrow().cast(target)
 
 
+def _stamped(lh: Lakehouse, table: Table, frame: pl.DataFrame) -> pa.Table:
+    stamped = frame.with_columns(pl.lit(lh.run.run_id).alias(RUN_ID))
+    if LOADED_AT in table.schema().column_names:
+        stamped = stamped.with_columns(pl.lit(lh.loaded_at, dtype=pl.Datetime("us", "UTC")).alias(LOADED_AT))
+    return _arrow(stamped, table)
+
+
 def _write(
     lh: Lakehouse,
     table: Table,
@@ -115,19 +139,22 @@ def _write(
     batches: list[date],
     *,
     replace_all: bool,
-    audit: Callable[[Table, Staged], None] | None,
+    audit: StepAudit | None,
+    counts: Mapping[str, int],
+    references: Mapping[str, int] | None = None,
     before_publish: Callable[[], None] | None = None,
 ) -> Staged:
-    stamped = frame.with_columns(pl.lit(lh.run.run_id).alias(RUN_ID))
-    if LOADED_AT in table.schema().column_names:
-        stamped = stamped.with_columns(pl.lit(lh.loaded_at, dtype=pl.Datetime("us", "UTC")).alias(LOADED_AT))
+    def verify(t: Table, staged: Staged) -> None:
+        if audit is not None:
+            audit(AuditRequest(staged.table, staged.snapshot_id, tuple(batches), counts, references or {}))
+
     return write_audited(
         table,
-        _arrow(stamped, table),
+        _stamped(lh, table, frame),
         replace=AlwaysTrue() if replace_all else batch_filter(batches),
         branch=audit_branch(lh.run.run_id),
         properties=lh.properties(batches),
-        audit=audit,
+        audit=verify,
         before_publish=before_publish,
     )
 
@@ -155,15 +182,7 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     rows = pl.concat(frames).collect()
     landed = sorted({f.batch for f in files})
     counts = {"landed_rows": rows.height, "files": len(files)}
-    table = lh.table(table_id)
-    staged = _write(
-        lh,
-        table,
-        rows,
-        landed,
-        replace_all=False,
-        audit=None if audit is None else lambda t, s: audit(t, s, counts),
-    )
+    staged = _write(lh, lh.table(table_id), rows, landed, replace_all=False, audit=audit, counts=counts)
     return StepResult(table_id, tuple(landed), rows.height, rows.height, 0, staged.snapshot_id)
 
 
@@ -196,21 +215,51 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
     good_rows, rejected = pl.collect_all([good, result.rejected])
     counts = {"landed_rows": bronze.height, "quarantined_rows": rejected.height}
     quarantine = lh.table(identifier(QUARANTINE, name))
+    # The quarantine rows are staged first so the silver audit can count them, and published
+    # only once that audit passed, just before silver's main moves.
+    rejected_rows = _stamped(lh, quarantine, rejected)
+    staged_quarantine = stage(
+        quarantine,
+        rejected_rows,
+        replace=batch_filter(present),
+        branch=audit_branch(lh.run.run_id),
+        properties=lh.properties(present),
+    )
+    published = False
 
     def publish_quarantine() -> None:
-        if rejected.height or quarantine.current_snapshot() is not None:
-            _write(lh, quarantine, rejected, present, replace_all=False, audit=None)
+        nonlocal published
+        if published:
+            return
+        try:
+            publish(quarantine, staged_quarantine)
+        except CommitConflictError:  # another run wrote quarantine meanwhile: rewrite on its main
+            discard(quarantine, staged_quarantine)
+            write_audited(
+                quarantine,
+                rejected_rows,
+                replace=batch_filter(present),
+                branch=audit_branch(lh.run.run_id),
+                properties=lh.properties(present),
+                audit=None,
+            )
+        published = True
 
-    table = lh.table(table_id)
-    staged = _write(
-        lh,
-        table,
-        good_rows,
-        present,
-        replace_all=spec.kind == "reference",
-        audit=None if audit is None else lambda t, s: audit(t, s, counts),
-        before_publish=publish_quarantine,
-    )
+    try:
+        staged = _write(
+            lh,
+            lh.table(table_id),
+            good_rows,
+            present,
+            replace_all=spec.kind == "reference",
+            audit=audit,
+            counts=counts,
+            references={staged_quarantine.table: staged_quarantine.snapshot_id},
+            before_publish=publish_quarantine,
+        )
+    finally:
+        if not published:
+            discard(quarantine, staged_quarantine)
     loaded = bronze.height - rejected.height
     log.info("%s: %d rows in, %d loaded, %d quarantined", table_id, bronze.height, loaded, rejected.height)
     return StepResult(table_id, tuple(present), bronze.height, loaded, rejected.height, staged.snapshot_id)
@@ -232,15 +281,7 @@ def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit |
         return StepResult(table_id, tuple(batches), skipped="no input rows")
     present = sorted(rows.get_column(BATCH_DATE).unique().to_list())
     counts = {"rows": rows.height}
-    table = lh.table(table_id)
-    staged = _write(
-        lh,
-        table,
-        rows,
-        present,
-        replace_all=False,
-        audit=None if audit is None else lambda t, s: audit(t, s, counts),
-    )
+    staged = _write(lh, lh.table(table_id), rows, present, replace_all=False, audit=audit, counts=counts)
     return StepResult(table_id, tuple(present), rows.height, rows.height, 0, staged.snapshot_id)
 
 

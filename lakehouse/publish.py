@@ -8,6 +8,7 @@ snapshot; ``main`` is moved to that snapshot only if it has not moved since the 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,7 +86,9 @@ def stage(
     batches = parse_ranges(properties.get(PROP_BATCHES))
     done = parse_ranges(base.summary.additional_properties.get(PROP_PROMOTED)) if base.summary else set()
     props = {**properties, PROP_PROMOTED: format_ranges(done | batches)}
-    with table.transaction() as tx:
+    with table.transaction() as tx, warnings.catch_warnings():
+        # A first load of a batch replaces nothing; pyiceberg warns about that, which is expected.
+        warnings.filterwarnings("ignore", "Delete operation did not match any records", UserWarning)
         if isinstance(replace, AlwaysTrue):
             tx.overwrite(data, snapshot_properties=props, branch=branch)
         else:

@@ -2,6 +2,8 @@
 
 Rules, first failing one wins: ``null_key``, ``unparseable:<column>``, ``out_of_range:<column>``,
 ``orphan_key:<column>``, then ``duplicate_key`` (the first row of a key, in file and row order, is kept).
+Every function takes and returns native lazy frames of one engine (Polars or Spark); see
+:mod:`lakehouse.transforms.parse` for what parses.
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import Generic
 
-import polars as pl
+import narwhals.stable.v2 as nw
+from narwhals.typing import IntoLazyFrameT
 
-from lakehouse.tables import BATCH_DATE, POLARS, ROW_NUMBER, RULE, SOURCE_FILE, SourceTable
+from lakehouse.tables import BATCH_DATE, ROW_NUMBER, RULE, SOURCE_FILE, SourceTable
+from lakehouse.transforms.frames import lazy
+from lakehouse.transforms.parse import parse_columns, stripped
 
 # Row-level value rules: column -> (lowest allowed, highest allowed); None means unbounded.
 RANGES: dict[str, tuple[float | None, float | None]] = {
@@ -28,47 +34,36 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 DATE_RANGE = (date(1900, 1, 1), date(2099, 12, 31))
 _OK = "__ok_"
+_ONE = "__one"
 
 
 @dataclass(frozen=True)
-class Conformed:
+class Conformed(Generic[IntoLazyFrameT]):
     """The result of conforming a batch: rows for silver and rows for quarantine."""
 
-    good: pl.LazyFrame
-    rejected: pl.LazyFrame
+    good: IntoLazyFrameT
+    rejected: IntoLazyFrameT
 
 
 def _typed(name: str) -> str:
     return f"__typed_{name}"
 
 
-def _parse(spec: SourceTable) -> list[pl.Expr]:
-    exprs = []
-    for col in spec.columns:
-        raw = pl.col(col.name).str.strip_chars()
-        if col.type == "date":
-            parsed = raw.str.to_date("%Y-%m-%d", strict=False)
-        elif col.type == "string":
-            parsed = pl.col(col.name)
-        else:
-            parsed = raw.cast(POLARS[col.type], strict=False)
-        exprs.append(parsed.alias(_typed(col.name)))
-    return exprs
-
-
-def _rule(spec: SourceTable, parents: Mapping[str, pl.LazyFrame]) -> pl.Expr:
-    checks: list[tuple[pl.Expr, str]] = []
-    key_null = pl.any_horizontal(pl.col(k).is_null() | (pl.col(k).str.strip_chars() == "") for k in spec.key)
+def _rule(spec: SourceTable, parents: Mapping[str, object]) -> nw.Expr:
+    checks: list[tuple[nw.Expr, str]] = []
+    key_null = nw.any_horizontal(
+        *(nw.col(k).is_null() | (stripped(k) == "") for k in spec.key), ignore_nulls=True
+    )
     checks.append((key_null, "null_key"))
     for col in spec.columns:
         if col.type != "string":
-            bad = pl.col(col.name).is_not_null() & pl.col(_typed(col.name)).is_null()
+            bad = ~nw.col(col.name).is_null() & nw.col(_typed(col.name)).is_null()
             checks.append((bad, f"unparseable:{col.name}"))
     for col in spec.columns:
-        typed = pl.col(_typed(col.name))
+        typed = nw.col(_typed(col.name))
         if col.name in RANGES:
             low, high = RANGES[col.name]
-            out = pl.lit(False)
+            out = nw.lit(False)
             if low is not None:
                 out = out | (typed < low)
             if high is not None:
@@ -77,62 +72,97 @@ def _rule(spec: SourceTable, parents: Mapping[str, pl.LazyFrame]) -> pl.Expr:
         elif col.type == "date":
             checks.append((~typed.is_between(*DATE_RANGE).fill_null(True), f"out_of_range:{col.name}"))
     for fk in parents:
-        checks.append((pl.col(_OK + fk).is_null(), f"orphan_key:{fk}"))
-    rule: pl.Expr = pl.lit(None, dtype=pl.String)
+        checks.append((nw.col(_OK + fk).is_null(), f"orphan_key:{fk}"))
+    rule: nw.Expr = nw.lit(None, dtype=nw.String())
     for cond, name in reversed(checks):  # built inside out: the first failing rule wins
-        rule = pl.when(cond).then(pl.lit(name)).otherwise(rule)
+        rule = nw.when(cond).then(nw.lit(name)).otherwise(rule)
     return rule.alias(RULE)
 
 
+def _first_of_key(keys: list[str], order_by: list[str]) -> nw.Expr:
+    """True on the first row of each key in ``order_by`` order (needs the ``__one`` column)."""
+    return nw.col(_ONE).cum_sum().over(*keys, order_by=order_by) == 1
+
+
 def conform(
-    rows: pl.LazyFrame, spec: SourceTable, parents: Mapping[str, pl.LazyFrame] | None = None
-) -> Conformed:
+    rows: IntoLazyFrameT, spec: SourceTable, parents: Mapping[str, IntoLazyFrameT] | None = None
+) -> Conformed[IntoLazyFrameT]:
     """Type, validate and deduplicate bronze rows of one table.
 
     Args:
         rows: bronze rows (TPC-H columns as strings plus load metadata).
         spec: the TPC-H table.
-        parents: for each foreign-key column to check, a frame whose single column holds the
-            valid parent keys (typed like the column).
+        parents: for each foreign-key column to check, a frame (same engine as ``rows``) whose
+            first column holds the valid parent keys, typed like the column.
 
     Returns:
-        ``good`` with TPC-H columns typed plus the load metadata, and ``rejected`` with the original
-        string values, ``_rule`` and the load metadata.
+        ``good`` with TPC-H columns typed plus the load metadata, in file and row order, and
+        ``rejected`` with the original string values, ``_rule`` and the load metadata, in batch,
+        file and row order; both of the engine of ``rows``.
+
+    Raises:
+        TypeError: if a frame is not a lazy frame of a supported engine.
 
     """
     parents = parents or {}
-    meta = [c for c in rows.collect_schema().names() if c.startswith("_")]
-    work = rows.with_columns(_parse(spec))
+    work = lazy(rows)
+    meta = [c for c in work.collect_schema().names() if c.startswith("_")]
+    work = parse_columns(work, {_typed(c.name): (c.name, c.type) for c in spec.columns if c.type != "string"})
+    work = work.with_columns(nw.col(c.name).alias(_typed(c.name)) for c in spec.columns if c.type == "string")
     for col, keys in parents.items():
-        valid = (
-            keys.select(pl.first().alias(_typed(col))).unique().with_columns(pl.lit(True).alias(_OK + col))
-        )
-        work = work.join(valid, on=_typed(col), how="left", nulls_equal=False)
-    work = work.with_columns(_rule(spec, parents))
-    clean = work.filter(pl.col(RULE).is_null()).sort([SOURCE_FILE, ROW_NUMBER])
-    first = pl.struct([_typed(k) for k in spec.key]).is_first_distinct()
+        parent = lazy(keys)
+        first = parent.collect_schema().names()[0]
+        valid = parent.select(nw.col(first).alias(_typed(col))).unique().with_columns(nw.lit(True).alias(_OK + col))
+        work = work.join(valid, on=_typed(col), how="left")
+    work = work.with_columns(_rule(spec, parents), nw.lit(1).alias(_ONE))
+    clean = work.filter(nw.col(RULE).is_null())
+    # Facts: a key is unique across batches. References: once per batch (later batches are versions).
+    unique_by = [_typed(k) for k in spec.key] + ([BATCH_DATE] if spec.kind == "reference" else [])
     clean = clean.with_columns(
-        pl.when(first).then(pl.lit(None, dtype=pl.String)).otherwise(pl.lit("duplicate_key")).alias(RULE)
+        nw.when(_first_of_key(unique_by, [SOURCE_FILE, ROW_NUMBER]))
+        .then(nw.lit(None, dtype=nw.String()))
+        .otherwise(nw.lit("duplicate_key"))
+        .alias(RULE)
     )
-    good = clean.filter(pl.col(RULE).is_null()).select(
-        *(pl.col(_typed(c)).alias(c) for c in spec.column_names), *meta
+    good = (
+        clean.filter(nw.col(RULE).is_null())
+        .select(*(nw.col(_typed(c)).alias(c) for c in spec.column_names), *meta)
+        .sort(SOURCE_FILE, ROW_NUMBER)
     )
-    rejected = pl.concat([work.filter(pl.col(RULE).is_not_null()), clean.filter(pl.col(RULE).is_not_null())])
-    rejected = rejected.select(*spec.column_names, RULE, *meta).sort([BATCH_DATE, SOURCE_FILE, ROW_NUMBER])
-    return Conformed(good=good, rejected=rejected)
+    rejected_columns = [*spec.column_names, RULE, *meta]
+    rejected = nw.concat(
+        [
+            work.filter(~nw.col(RULE).is_null()).select(rejected_columns),
+            clean.filter(~nw.col(RULE).is_null()).select(rejected_columns),
+        ]
+    ).sort(BATCH_DATE, SOURCE_FILE, ROW_NUMBER)
+    return Conformed(good=good.to_native(), rejected=rejected.to_native())
 
 
 def merge_latest(
-    current: pl.LazyFrame, incoming: pl.LazyFrame, key: tuple[str, ...], batches: list[date]
-) -> pl.LazyFrame:
+    current: IntoLazyFrameT, incoming: IntoLazyFrameT, key: tuple[str, ...], batches: list[date]
+) -> IntoLazyFrameT:
     """Reference-table merge: per key the row of the latest batch wins.
 
     Rows of ``current`` that came from ``batches`` are replaced by ``incoming`` (reruns are
-    idempotent); a late batch older than a key's current row does not override it.
+    idempotent); a late batch older than a key's current row does not override it. ``incoming``
+    is cast to ``current``'s schema; the result is sorted by key.
+
+    Raises:
+        TypeError: if a frame is not a lazy frame of a supported engine.
+
     """
-    kept = current.filter(~pl.col(BATCH_DATE).is_in(batches))
-    return (
-        pl.concat([kept, incoming], how="vertical_relaxed")
-        .sort([*key, BATCH_DATE, SOURCE_FILE, ROW_NUMBER])
-        .unique(subset=list(key), keep="last", maintain_order=True)
+    now, new = lazy(current), lazy(incoming)
+    schema = now.collect_schema()
+    kept = now.filter(~nw.col(BATCH_DATE).is_in(batches))
+    aligned = new.select(nw.col(name).cast(dtype) for name, dtype in schema.items())
+    order = [BATCH_DATE, SOURCE_FILE, ROW_NUMBER]
+    merged = (
+        nw.concat([kept, aligned])
+        .with_columns(nw.lit(1).alias(_ONE))
+        .with_columns((nw.col(_ONE).cum_sum(reverse=True).over(*key, order_by=order) == 1).alias(_ONE))
+        .filter(nw.col(_ONE))
+        .select(schema.names())
+        .sort(*key)
     )
+    return merged.to_native()

@@ -127,3 +127,20 @@ def test_fct_sales_revenue_and_daily_revenue() -> None:
             "_batch_date": D1,
         }
     ]
+
+
+def test_reference_keys_are_unique_per_batch_not_across_batches() -> None:
+    spec = TPCH["region"]
+    rows = pl.LazyFrame(
+        {
+            "r_regionkey": ["1", "1", "1"],
+            "r_name": ["A", "A2", "B"],
+            "r_comment": ["c"] * 3,
+            "_batch_date": [D1, D1, D2],
+            "_source_file": ["f"] * 3,
+            "_row_number": [1, 2, 1],
+        }
+    )
+    out = conform(rows, spec)
+    assert out.good.collect()["r_name"].to_list() == ["A", "B"]
+    assert out.rejected.collect()["_rule"].to_list() == ["duplicate_key"]

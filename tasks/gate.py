@@ -1,0 +1,59 @@
+"""The quality gate as the pipeline's audit: verify, report, publish an artifact, pass or raise."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from prefect.artifacts import create_markdown_artifact
+
+from checks.gate import audit, require_pass
+from checks.report import render_markdown
+from checks.result import GateResult
+from lakehouse.pipeline import AuditRequest, Lakehouse, StepAudit
+
+log = logging.getLogger(__name__)
+
+
+def quality_gate(
+    lh: Lakehouse, reports_dir: Path, max_quarantine_share: float, results: list[GateResult]
+) -> StepAudit:
+    """An audit that verifies a staged write against its table's Soda contract.
+
+    Every verification writes JSON/HTML reports under ``reports_dir``, is appended to ``results``
+    and published as a markdown artifact of the running task.
+
+    Raises (from the returned callable):
+        QualityGateFailed: if checks failed (never retried).
+        CheckCouldNotRun: if the contract could not be fully evaluated (blocks promotion).
+    """
+
+    def verify(request: AuditRequest) -> None:
+        result = audit(
+            lh.catalog,
+            request.table,
+            request.snapshot_id,
+            list(request.batches),
+            variables={"max_quarantine_share": str(max_quarantine_share)},
+            references=request.references,
+            reports_dir=reports_dir,
+            run_id=lh.run.run_id,
+        )
+        results.append(result)
+        create_markdown_artifact(
+            render_markdown(result),
+            key=re.sub(r"[^a-z0-9-]", "-", f"gate-{request.table}".lower()),
+            description=f"Quality gate of {request.table}",
+        )
+        log.info(
+            "gate %s: %s (%d checks, %d failed) report %s",
+            request.table,
+            "passed" if result.passed else "FAILED",
+            len(result.checks),
+            len(result.failed_checks),
+            result.report,
+        )
+        require_pass(result)
+
+    return verify
