@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 from urllib.parse import urlparse
 
 import duckdb
+from pyiceberg.io import (
+    S3_ACCESS_KEY_ID,
+    S3_ENDPOINT,
+    S3_FORCE_VIRTUAL_ADDRESSING,
+    S3_REGION,
+    S3_SECRET_ACCESS_KEY,
+)
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import (
@@ -72,18 +80,42 @@ def readable_path(location: str) -> str:
     """The path DuckDB's ``read_parquet`` opens for a data file location written by pyiceberg.
 
     Raises:
-        UnsupportedLocation: for object-store URIs (``s3://`` and others): the gate reads local files only.
+        UnsupportedLocation: for URI schemes other than local files and ``s3://``.
     """
     uri = urlparse(location)
-    if uri.scheme == "":
+    if uri.scheme in ("", "s3"):
         return location
     if uri.scheme == "file":
         # pyiceberg writes file:///abs/path without percent-encoding, so no unquoting here.
         return f"{uri.netloc}{uri.path}"
-    raise UnsupportedLocation(
-        f"cannot read {location}: the gate reads local files only; {uri.scheme}:// needs DuckDB's httpfs "
-        "extension (PyPI duckdb-extension-httpfs) and is not supported yet"
+    raise UnsupportedLocation(f"cannot read {location}: the gate reads local files and s3:// only")
+
+
+def _enable_s3(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+    """Load httpfs (shipped in the PyPI wheel ``duckdb-extension-httpfs``) and a secret from the table's io.
+
+    The secret lives in this in-memory connection only and is never logged.
+    """
+    import duckdb_extension_httpfs
+
+    wheel = Path(duckdb_extension_httpfs.__file__).parent
+    con.load_extension(str(next(wheel.glob("extensions/*/httpfs.duckdb_extension"))))
+    props = table.io.properties
+    endpoint = urlparse(props.get(S3_ENDPOINT, "")) if props.get(S3_ENDPOINT) else None
+    options = {
+        "KEY_ID": props.get(S3_ACCESS_KEY_ID),
+        "SECRET": props.get(S3_SECRET_ACCESS_KEY),
+        "REGION": props.get(S3_REGION),
+        "ENDPOINT": endpoint.netloc if endpoint else None,
+        "USE_SSL": None if endpoint is None else str(endpoint.scheme == "https").lower(),
+        "URL_STYLE": "path" if props.get(S3_FORCE_VIRTUAL_ADDRESSING, "false") != "true" else "vhost",
+    }
+    body = ", ".join(
+        f"{key} {value if key == 'USE_SSL' else quote_literal(value)}"
+        for key, value in options.items()
+        if value is not None
     )
+    con.execute(f"CREATE OR REPLACE SECRET lakehouse_s3 (TYPE s3{', ' if body else ''}{body})")
 
 
 def _duckdb_type(kind: IcebergType) -> str:
@@ -119,7 +151,7 @@ def create_view(
     ``batches`` None keeps every row. Returns the number of data files the view reads.
 
     Raises:
-        UnsupportedLocation: if a data file is not a local file.
+        UnsupportedLocation: if a data file is neither a local file nor on S3.
         CheckCouldNotRun: if an empty view is needed for a column type DuckDB has no name for here.
         LakehouseError: if the snapshot has delete files (reading by file list would be wrong).
         ValueError: if ``batches`` is given for a table without a ``_batch_date`` column.
@@ -128,6 +160,8 @@ def create_view(
     if batches is not None and BATCH_DATE not in {f.name for f in schema.fields}:
         raise ValueError(f"{'.'.join(table.name())} has no {BATCH_DATE} column to select batches by")
     paths = snapshot_files(table, snapshot_id, list(batches) if batches is not None else None)
+    if any(p.startswith("s3://") for p in paths):
+        _enable_s3(con, table)
     sql = _source_sql(schema, paths)
     if batches is not None:
         dates = ", ".join(f"DATE {quote_literal(d.isoformat())}" for d in batches) or "NULL"

@@ -18,8 +18,9 @@ def test_local_locations_become_plain_paths() -> None:
 
 
 def test_object_store_locations_are_refused_clearly() -> None:
-    with pytest.raises(UnsupportedLocation, match=r"s3://bucket/x\.parquet.*local files only") as raised:
-        readable_path("s3://bucket/x.parquet")
+    assert readable_path("s3://bucket/x.parquet") == "s3://bucket/x.parquet"
+    with pytest.raises(UnsupportedLocation, match=r"gs://bucket/x\.parquet.*local files and s3") as raised:
+        readable_path("gs://bucket/x.parquet")
     assert isinstance(raised.value, CheckCouldNotRun)
 
 
