@@ -308,3 +308,20 @@ def pending_batches(lh: Lakehouse) -> list[date]:
             if any(batch.isoformat() not in done[t] for t in targets(name)):
                 out.add(batch)
     return sorted(out)
+
+
+def step_inputs(lh: Lakehouse, layer: str, name: str, batches: list[date]) -> dict[str, str]:
+    """What a step reads, from metadata only, as ``{input: version}``.
+
+    Bronze reads landed files (version: size); silver and gold read tables (version: the ``main``
+    snapshot id). The same inputs for the same batches give the same output, so this identifies
+    the work (cache keys) and records lineage.
+    """
+    if layer == BRONZE:
+        return {f.uri: str(f.size) for f in lh.zone.files(name, batches)}
+    if layer == SILVER:
+        parents = [identifier(SILVER, p) for p, _ in FOREIGN_KEYS.get(name, {}).values()]
+        tables = [identifier(BRONZE, name), *parents]
+    else:
+        tables = list(GOLD_INPUTS[name])
+    return {t: str(lh.table(t).metadata.current_snapshot_id) for t in tables}
