@@ -22,7 +22,7 @@ from lakehouse.batches import format_ranges
 from lakehouse.errors import CommitConflictError
 from lakehouse.files import batch_filter
 from lakehouse.landing import LandingZone
-from lakehouse.publish import Staged, audit_branch, discard, promoted, publish, stage, write_audited
+from lakehouse.publish import Data, Staged, audit_branch, discard, promoted, publish, stage, write_audited
 from lakehouse.readers import read_landed
 from lakehouse.tables import (
     BATCH_DATE,
@@ -135,7 +135,7 @@ def _stamped(lh: Lakehouse, table: Table, frame: pl.DataFrame) -> pa.Table:
 def _write(
     lh: Lakehouse,
     table: Table,
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | Callable[[int], pl.DataFrame],
     batches: list[date],
     *,
     replace_all: bool,
@@ -148,9 +148,12 @@ def _write(
         if audit is not None:
             audit(AuditRequest(staged.table, staged.snapshot_id, tuple(batches), counts, references or {}))
 
+    data: Data = (
+        (lambda base: _stamped(lh, table, frame(base))) if callable(frame) else _stamped(lh, table, frame)
+    )
     return write_audited(
         table,
-        _stamped(lh, table, frame),
+        data,
         replace=AlwaysTrue() if replace_all else batch_filter(batches),
         branch=audit_branch(lh.run.run_id),
         properties=lh.properties(batches),
@@ -209,10 +212,7 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
         return StepResult(table_id, tuple(batches), skipped="no bronze rows")
     present = sorted(bronze.get_column(BATCH_DATE).unique().to_list())
     result = conform(bronze.lazy(), spec, _parents(lh, name, present))
-    good = result.good
-    if spec.kind == "reference":
-        good = merge_latest(_scan(lh, table_id), good, spec.key, present)
-    good_rows, rejected = pl.collect_all([good, result.rejected])
+    good_rows, rejected = pl.collect_all([result.good, result.rejected])
     counts = {"landed_rows": bronze.height, "quarantined_rows": rejected.height}
     quarantine = lh.table(identifier(QUARANTINE, name))
     # The quarantine rows are staged first so the silver audit can count them, and published
@@ -245,11 +245,19 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
             )
         published = True
 
+    table = lh.table(table_id)
+    rows: pl.DataFrame | Callable[[int], pl.DataFrame] = good_rows
+    if spec.kind == "reference":
+        # Merged with main as of the branch base: a retry after a concurrent commit re-merges.
+        def rows(base: int) -> pl.DataFrame:
+            current = pl.scan_iceberg(table, snapshot_id=base)
+            return merge_latest(current, good_rows.lazy(), spec.key, present).collect()
+
     try:
         staged = _write(
             lh,
-            lh.table(table_id),
-            good_rows,
+            table,
+            rows,
             present,
             replace_all=spec.kind == "reference",
             audit=audit,

@@ -100,3 +100,29 @@ def test_conflicts_that_never_stop_raise_a_clear_error(table: Table) -> None:
     with pytest.raises(CommitConflictError, match="still conflicting after 4 attempts"):
         _write(table, D2, ["2"], audit=always_conflict, run="r2")
     assert "2" not in _keys(table)
+
+
+def test_derived_data_is_recomputed_on_the_new_main_after_a_conflict(table: Table) -> None:
+    """A merge computed from main must be redone when another run published meanwhile (no lost update)."""
+    _write(table, D1, ["1"])
+    bases: list[int] = []
+
+    def merged(base: int) -> pa.Table:
+        bases.append(base)
+        current = table.scan(snapshot_id=base).to_arrow().column("r_regionkey").to_pylist()
+        return _rows(table, D1, sorted({*current, "2"}))
+
+    def concurrent_writer(t: Table, s: Staged) -> None:
+        if len(bases) == 1:
+            _write(table, D1, ["1", "9"], run="other")
+
+    write_audited(
+        table,
+        merged,
+        replace=batch_filter([D1]),
+        branch=AUDIT_BRANCH_PREFIX + "r2",
+        properties={PROP_RUN_ID: "r2", PROP_BATCHES: D1.isoformat()},
+        audit=concurrent_writer,
+    )
+    assert len(bases) == 2 and bases[0] != bases[1]
+    assert _keys(table) == ["1", "2", "9"]
