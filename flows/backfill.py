@@ -15,9 +15,15 @@ from lakehouse.settings import EngineChoice, Settings
 
 @flow(name="backfill", flow_run_name="backfill-{start}-{end}")
 def backfill(
-    start: date, end: date, engine: EngineChoice = "auto", chunk_days: int | None = None
+    start: date,
+    end: date,
+    engine: EngineChoice = "auto",
+    chunk_days: int | None = None,
+    concurrency: int = 1,
 ) -> RunSummary:
     """Reprocess every landed batch date in ``[start, end]``, idempotently, in chunks.
+
+    ``concurrency`` chunks run at once (default 1: chunks in date order).
 
     Raises:
         ValueError: if ``end`` is before ``start``.
@@ -26,6 +32,8 @@ def backfill(
     """
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     settings = Settings()
     lh = open_lakehouse(settings, "backfill")
     dates = [d for d in lh.zone.batches() if start <= d <= end]
@@ -33,7 +41,8 @@ def backfill(
         raise RunFailed(f"no landed batches between {start} and {end} in {settings.landing}")
     get_run_logger().info("backfill of %d batch dates %s .. %s", len(dates), dates[0], dates[-1])
     summary = RunSummary()
-    process(lh, settings.model_copy(update={"chunk_days": chunk_days or settings.chunk_days}), dates, summary)
+    chunked = settings.model_copy(update={"chunk_days": chunk_days or settings.chunk_days})
+    process(lh, chunked, dates, summary, concurrency)
     if summary.failures:
         raise RunFailed(f"{len(summary.failures)} step(s) failed: " + "; ".join(summary.failures))
     return summary
@@ -45,10 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=date.fromisoformat, required=True)
     parser.add_argument("--end", type=date.fromisoformat, required=True)
     parser.add_argument("--engine", choices=["auto", "polars", "spark"], default="auto")
-    parser.add_argument("--chunk-days", type=int, default=None)
+    parser.add_argument("--chunk-days", type=int, default=None, help="most batch dates per chunk")
+    parser.add_argument("--concurrency", type=int, default=1, help="chunks processed at once")
     args = parser.parse_args(argv)
     try:
-        backfill(start=args.start, end=args.end, engine=args.engine, chunk_days=args.chunk_days)
+        backfill(
+            start=args.start,
+            end=args.end,
+            engine=args.engine,
+            chunk_days=args.chunk_days,
+            concurrency=args.concurrency,
+        )
     except RunFailed as exc:
         logging.getLogger(__name__).error("backfill failed: %s", exc)
         return 1

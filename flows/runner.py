@@ -7,9 +7,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
+from typing import cast
+from uuid import UUID
 
-from prefect import get_run_logger
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from checks.errors import GateError
 from checks.report import write_index
@@ -73,24 +78,41 @@ def _upstream(table_id: str) -> list[str]:
     return list(GOLD_INPUTS[name])
 
 
-def process(lh: Lakehouse, settings: Settings, dates: list[date], summary: RunSummary) -> None:
+def process(
+    lh: Lakehouse, settings: Settings, dates: list[date], summary: RunSummary, concurrency: int = 1
+) -> None:
     """Run bronze → silver → gold for ``dates`` in chunks, oldest first.
 
-    A step whose input failed is not run for that chunk; other tables go on. Failures are
-    collected in ``summary`` (the caller decides how the run ends).
+    With ``concurrency`` above 1, up to that many chunks run at once (each chunk is idempotent and
+    every commit is conflict-checked). Progress is published as a Prefect progress artifact. A step
+    whose input failed is not run for that chunk; other tables go on. Failures are collected in
+    ``summary`` (the caller decides how the run ends).
     """
     logger = get_run_logger()
     gate = quality_gate(lh, settings.reports_dir, settings.quarantine_max_share, summary.gates)
+    parts = chunks(dates, settings.chunk_days)
+    # Prefect's artifact functions are sync/async dual: in a sync flow they return the id.
+    progress = cast(
+        UUID, create_progress_artifact(0.0, description=f"{len(dates)} batch dates in {len(parts)} chunks")
+    )
     try:
-        for chunk in chunks(dates, settings.chunk_days):
-            _process_chunk(lh, chunk, gate, summary)
+        with ThreadPoolTaskRunner[None](max_workers=concurrency) as runner:
+            futures = [
+                runner.submit(process_chunk, {"lh": lh, "chunk": chunk, "gate": gate, "summary": summary})
+                for chunk in parts
+            ]
+            for done, future in enumerate(futures, 1):
+                future.wait()
+                update_progress_artifact(progress, 100.0 * done / len(parts))
     finally:
         if summary.gates:
             index = write_index(settings.reports_dir)
             logger.info("gate reports: %s", index.resolve())
 
 
-def _process_chunk(lh: Lakehouse, chunk: list[date], gate: StepAudit, summary: RunSummary) -> None:
+@task(name="chunk", task_run_name="chunk-{chunk[0]}", cache_policy=NO_CACHE)
+def process_chunk(lh: Lakehouse, chunk: list[date], gate: StepAudit, summary: RunSummary) -> None:
+    """Run every step for one chunk of batch dates, recording results and failures in ``summary``."""
     logger = get_run_logger()
     logger.info("chunk %s..%s (%d batch dates)", chunk[0], chunk[-1], len(chunk))
     failed: set[str] = set()

@@ -173,3 +173,12 @@ def test_a_batch_breaking_its_contract_publishes_nothing_downstream(
     report = next(r for r in reports if not r["passed"])
     failed = [c for c in report["checks"] if c["outcome"] == "failed"]
     assert any("quarantine" in c["name"].lower() and c["measured"] > 0.5 for c in failed), failed
+
+
+def test_backfill_with_concurrent_chunks_equals_a_sequential_one(clean_landing: Landing, use_home) -> None:  # type: ignore[no-untyped-def]
+    sequential = use_home(clean_landing, "sequential")
+    backfill(start=clean_landing.dates[0], end=clean_landing.dates[-1], chunk_days=2)
+    concurrent = use_home(clean_landing, "concurrent")
+    backfill(start=clean_landing.dates[0], end=clean_landing.dates[-1], chunk_days=2, concurrency=3)
+    for table_id in TABLES:
+        assert content(concurrent, table_id).equals(content(sequential, table_id)), table_id
