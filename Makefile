@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= dev
+EXTRAS ?= dev,spark
 
 export SODA_CORE_TELEMETRY_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false

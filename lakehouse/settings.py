@@ -47,6 +47,35 @@ class Settings(BaseSettings):
         pattern=DURATION_PATTERN,
         description="Unreferenced files younger than this are kept (they may belong to an in-flight commit).",
     )
+    stale_branch_age: str = Field(
+        default="1h",
+        pattern=DURATION_PATTERN,
+        description=(
+            "Audit branches older than this were left by runs that died and are removed when a run "
+            "starts; it must exceed the longest write-audit-publish of one table."
+        ),
+    )
+    spark_master: str = Field(
+        default="local[*]",
+        description=(
+            "Spark master URL: local[N], spark://host:7077, k8s://..., or a Spark Connect sc://host:15002 "
+            "(LAKEHOUSE_SPARK_MASTER)."
+        ),
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra Spark configuration, applied over the lakehouse defaults, as a JSON object in "
+            'LAKEHOUSE_SPARK_CONF, e.g. {"spark.executor.memory": "8g"}. A cluster must reach the '
+            "warehouse (shared storage such as S3, with hadoop-aws on its classpath)."
+        ),
+    )
+    # Placeholder until the benchmark issue measures the Polars/Spark crossover on this machine kind.
+    engine_threshold_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        description="With --engine auto, work above this many bytes (landed or in data files) runs on Spark.",
+    )
 
     @property
     def landing(self) -> str:

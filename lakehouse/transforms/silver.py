@@ -112,7 +112,11 @@ def conform(
     for col, keys in parents.items():
         parent = lazy(keys)
         first = parent.collect_schema().names()[0]
-        valid = parent.select(nw.col(first).alias(_typed(col))).unique().with_columns(nw.lit(True).alias(_OK + col))
+        valid = (
+            parent.select(nw.col(first).alias(_typed(col)))
+            .unique()
+            .with_columns(nw.lit(True).alias(_OK + col))
+        )
         work = work.join(valid, on=_typed(col), how="left")
     work = work.with_columns(_rule(spec, parents), nw.lit(1).alias(_ONE))
     clean = work.filter(nw.col(RULE).is_null())
@@ -165,4 +169,5 @@ def merge_latest(
         .select(schema.names())
         .sort(*key)
     )
-    return merged.to_native()
+    out: IntoLazyFrameT = merged.to_native()
+    return out

@@ -4,8 +4,10 @@ from datetime import date
 from decimal import Decimal
 
 import polars as pl
+import pytest
 
 from lakehouse.tables import TPCH
+from lakehouse.transforms.frames import concat
 from lakehouse.transforms.gold import daily_revenue, fct_sales
 from lakehouse.transforms.silver import conform, merge_latest
 
@@ -144,3 +146,47 @@ def test_reference_keys_are_unique_per_batch_not_across_batches() -> None:
     out = conform(rows, spec)
     assert out.good.collect()["r_name"].to_list() == ["A", "B"]
     assert out.rejected.collect()["_rule"].to_list() == ["duplicate_key"]
+
+
+def test_revenue_is_exact_to_four_decimals() -> None:
+    decimal = pl.Decimal(15, 2)
+    lineitem = pl.LazyFrame(
+        {"l_orderkey": [1], "l_extendedprice": [Decimal("50.33")], "l_discount": [Decimal("0.07")]},
+        schema={"l_orderkey": pl.Int64, "l_extendedprice": decimal, "l_discount": decimal},
+    ).with_columns(
+        pl.lit(1, pl.Int32).alias("l_linenumber"),
+        *(pl.lit(None, pl.Int64).alias(c) for c in ("l_partkey", "l_suppkey")),
+        *(pl.lit(None, decimal).alias(c) for c in ("l_quantity", "l_tax")),
+        *(pl.lit(None, pl.String).alias(c) for c in ("l_returnflag", "l_linestatus")),
+        *(pl.lit(D1).alias(c) for c in ("l_shipdate", "_batch_date")),
+    )
+    orders = pl.LazyFrame({"o_orderkey": [1], "o_orderdate": [D1], "o_custkey": [7]})
+    # Polars multiplies decimals at the larger input scale: 46.81 if the operands are not widened
+    assert fct_sales(lineitem, orders).collect()["revenue"].to_list() == [Decimal("46.8069")]
+
+
+def test_values_that_would_be_altered_are_unparseable() -> None:
+    rows = _orders(
+        [
+            ("1", "7", "1.005", "1995-01-01"),  # a third decimal: Spark rounds, Polars truncates
+            ("2", "7", "1e3", "1995-1-1"),  # exponent; unpadded month and day are fine
+            ("3", "7", " +2.5 ", "95-01-01"),  # two-digit year
+            ("4", "7", "\u00a01", "1995-01-01"),  # non-ASCII space
+        ]
+    )
+    rejected = conform(rows, TPCH["orders"]).rejected.collect()
+    assert dict(zip(rejected["_row_number"], rejected["_rule"], strict=True)) == {
+        1: "unparseable:o_totalprice",
+        2: "unparseable:o_totalprice",
+        3: "unparseable:o_orderdate",
+        4: "unparseable:o_totalprice",
+    }
+
+
+def test_concat_keeps_frames_in_order() -> None:
+    parts = [pl.LazyFrame({"a": [1, 2]}), pl.LazyFrame({"a": [3]})]
+    assert concat(parts).collect()["a"].to_list() == [1, 2, 3]
+    with pytest.raises(ValueError, match="nothing"):
+        concat([])
+    with pytest.raises(TypeError, match="LazyFrame"):
+        concat([pl.DataFrame({"a": [1]})])

@@ -1,0 +1,108 @@
+"""Engines: where a step's frames are computed, Polars in process or Spark, behind one interface.
+
+An engine reads a table at a snapshot or landed files as a native lazy frame, the transforms of
+:mod:`lakehouse.transforms` run on it unchanged, and the engine writes the result *for* a commit:
+Polars hands back an Arrow table, Spark writes Parquet data files into the table's location and
+hands back their paths. Either way the commit is lakehouse's (pyiceberg), through
+:func:`register_files` for files. Nothing heavy happens at import: pyspark is imported only inside
+the functions of :mod:`lakehouse.engines.spark`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol, TypeAlias, TypeVar
+
+import pyarrow as pa
+from pyiceberg.expressions import BooleanExpression
+from pyiceberg.table import Table, Transaction
+
+from lakehouse.errors import ConfigurationError, LakehouseError
+from lakehouse.landing import LandedFile, LandingZone
+from lakehouse.transforms.frames import EngineName
+
+FrameT = TypeVar("FrameT")
+
+
+class EngineUnavailableError(ConfigurationError):
+    """The chosen engine cannot run here (Spark without pyspark installed or without Java)."""
+
+
+class SchemaMismatchError(LakehouseError):
+    """What an engine would commit does not match the table's schema; nothing was committed."""
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """Parquet data files written into a table's location, to be registered in one commit."""
+
+    paths: tuple[str, ...]
+
+
+Written: TypeAlias = pa.Table | DataFiles
+"""What an engine's write hands to the commit: rows (Polars) or data files (Spark)."""
+
+
+class Engine(Protocol[FrameT]):
+    """Reads, materializes and writes the native lazy frames (``FrameT``) of one engine."""
+
+    @property
+    def name(self) -> EngineName:
+        """``polars`` or ``spark``: stamped in snapshot properties."""
+        ...
+
+    def read_table(
+        self, table: Table, *, snapshot_id: int | None = None, batches: list[date] | None = None
+    ) -> FrameT:
+        """Rows of ``table`` at ``snapshot_id`` (default: current), only of ``batches`` if given."""
+        ...
+
+    def read_landed(self, zone: LandingZone, files: Sequence[LandedFile]) -> FrameT:
+        """Rows of landed files, all columns strings, with ``_source_file`` and ``_row_number``."""
+        ...
+
+    def materialize(self, frame: FrameT) -> FrameT:
+        """``frame`` computed once, so counting and writing it do not compute it again."""
+        ...
+
+    def count(self, frame: FrameT) -> int:
+        """Number of rows of ``frame``."""
+        ...
+
+    def batches(self, frame: FrameT) -> list[date]:
+        """Distinct ``_batch_date`` values of ``frame``, oldest first."""
+        ...
+
+    def write(self, table: Table, frame: FrameT, *, constants: Mapping[str, object]) -> Written:
+        """``frame`` shaped as ``table``'s schema, with ``constants`` as literal columns, ready to commit."""
+        ...
+
+
+def register_files(
+    tx: Transaction,
+    files: DataFiles,
+    *,
+    replace: BooleanExpression,
+    branch: str,
+    properties: dict[str, str],
+) -> None:
+    """In transaction ``tx``: delete the rows matching ``replace`` on ``branch``, then add ``files`` there.
+
+    Both snapshots are stamped with ``properties``; the commit is ``tx``'s, so readers see either
+    the old rows or the new ones. A file whose rows all match ``replace`` is dropped whole; others
+    are rewritten by pyiceberg (in process), which is why the Spark writer keeps one batch date per file.
+
+    Raises:
+        ValueError: from pyiceberg, if a file is already in the table or holds several partition values.
+        FileNotFoundError: if a file does not exist.
+
+    """
+    with warnings.catch_warnings():
+        # A first load of a batch replaces nothing; pyiceberg warns about that, which is expected.
+        warnings.filterwarnings("ignore", "Delete operation did not match any records", UserWarning)
+        tx.delete(replace, snapshot_properties=properties, branch=branch)
+    if files.paths:
+        tx.add_files(list(files.paths), snapshot_properties=properties, branch=branch)

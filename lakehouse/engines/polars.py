@@ -1,0 +1,84 @@
+"""The Polars engine: in-process lazy frames, read through ``pl.scan_iceberg``, written as Arrow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+
+import polars as pl
+import pyarrow as pa
+from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.table import Table
+
+from lakehouse.engines import SchemaMismatchError
+from lakehouse.landing import LandedFile, LandingZone
+from lakehouse.readers import read_landed
+from lakehouse.tables import BATCH_DATE, ROW_NUMBER, SOURCE_FILE, TPCH
+from lakehouse.transforms.frames import EngineName
+
+
+class PolarsEngine:
+    """Runs transforms on Polars ``LazyFrame``s in this process."""
+
+    @property
+    def name(self) -> EngineName:
+        """``polars``."""
+        return "polars"
+
+    def read_table(
+        self, table: Table, *, snapshot_id: int | None = None, batches: list[date] | None = None
+    ) -> pl.LazyFrame:
+        """Rows of ``table`` at ``snapshot_id`` (default: current), only of ``batches`` if given."""
+        frame = pl.scan_iceberg(table, snapshot_id=snapshot_id)
+        return frame if batches is None else frame.filter(pl.col(BATCH_DATE).is_in(batches))
+
+    def read_landed(self, zone: LandingZone, files: Sequence[LandedFile]) -> pl.LazyFrame:
+        """Rows of landed files of one table, all strings, with ``_source_file`` and ``_row_number``.
+
+        Raises:
+            LandingError: naming the file, if one cannot be parsed or lacks columns of its table.
+            ValueError: if ``files`` is empty or mixes tables.
+
+        """
+        tables = {f.table for f in files}
+        if len(tables) != 1:
+            raise ValueError(f"expected files of one table, got {sorted(tables) or 'none'}")
+        return pl.concat([read_landed(zone, f).lazy() for f in files]).select(
+            *TPCH[tables.pop()].column_names, SOURCE_FILE, ROW_NUMBER
+        )
+
+    def materialize(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """``frame`` collected in memory, as a lazy frame."""
+        return frame.collect().lazy()
+
+    def count(self, frame: pl.LazyFrame) -> int:
+        """Number of rows of ``frame``."""
+        rows: int = frame.select(pl.len()).collect().item()
+        return rows
+
+    def batches(self, frame: pl.LazyFrame) -> list[date]:
+        """Distinct ``_batch_date`` values of ``frame``, oldest first."""
+        return sorted(frame.select(pl.col(BATCH_DATE).unique()).collect().get_column(BATCH_DATE).to_list())
+
+    def write(self, table: Table, frame: pl.LazyFrame, *, constants: Mapping[str, object]) -> pa.Table:
+        """``frame`` collected as an Arrow table of ``table``'s schema (order and types), with ``constants``.
+
+        ``constants`` naming columns the table lacks are ignored (e.g. ``_loaded_at`` for gold).
+
+        Raises:
+            SchemaMismatchError: if a column of the table is neither in ``frame`` nor in ``constants``.
+
+        """
+        target = schema_to_pyarrow(table.schema(), include_field_ids=False)
+        data = frame.collect().to_arrow()
+        for name, value in constants.items():
+            if name in target.names:
+                column = pa.array([value] * data.num_rows, type=target.field(name).type)
+                data = data.drop_columns([name]) if name in data.column_names else data
+                data = data.append_column(name, column)
+        missing = [n for n in target.names if n not in data.column_names]
+        if missing:
+            raise SchemaMismatchError(
+                f"{'.'.join(table.name())}: no value for column(s) {', '.join(missing)}"
+            )
+        return data.select(target.names).cast(target)

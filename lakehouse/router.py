@@ -1,0 +1,116 @@
+"""Engine routing: how much work a step has, measured from metadata only, and which engine runs it.
+
+Work is the landed files' sizes (a directory listing) or, for tables, the record counts and sizes
+of the data files a scan of the step's batches would read (manifests only, no data read). With
+``auto``, work above ``Settings.engine_threshold_bytes`` runs on Spark.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+from pyiceberg.table import Table
+
+from lakehouse.engines import EngineUnavailableError
+from lakehouse.engines.spark import spark_unavailable
+from lakehouse.files import batch_filter
+from lakehouse.landing import LandingZone
+from lakehouse.settings import EngineChoice
+from lakehouse.transforms.frames import EngineName
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Work:
+    """The size of a step's input: bytes on storage and rows (``None`` when unknown, e.g. CSV)."""
+
+    bytes: int
+    rows: int | None
+
+    def __add__(self, other: Work) -> Work:
+        rows = None if self.rows is None or other.rows is None else self.rows + other.rows
+        return Work(self.bytes + other.bytes, rows)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine of a step, why, and the work it was decided on (logged and stamped on snapshots)."""
+
+    engine: EngineName
+    reason: str
+    bytes: int
+    rows: int | None
+
+
+def landed_work(zone: LandingZone, table: str, batches: list[date]) -> Work:
+    """Bytes of ``table``'s landed files of ``batches`` (rows are unknown before parsing).
+
+    Raises:
+        LandingError: if a landed file has an unsupported extension.
+
+    """
+    return Work(sum(f.size for f in zone.files(table, batches)), None)
+
+
+def table_work(table: Table, batches: list[date] | None = None, snapshot_id: int | None = None) -> Work:
+    """Records and bytes of the data files holding ``batches`` of ``table`` (all when ``None``).
+
+    Read from the manifests of ``snapshot_id`` (default: current). Files are pruned by partition and
+    column statistics, so a file shared with other batches counts whole: an upper bound.
+    """
+    snapshot = table.current_snapshot() if snapshot_id is None else table.snapshot_by_id(snapshot_id)
+    if snapshot is None:
+        return Work(0, 0)
+    tasks = list(table.scan(row_filter=batch_filter(batches), snapshot_id=snapshot.snapshot_id).plan_files())
+    return Work(sum(t.file.file_size_in_bytes for t in tasks), sum(t.file.record_count for t in tasks))
+
+
+def choose_engine(
+    choice: EngineChoice,
+    work_bytes: int,
+    work_rows: int | None,
+    threshold_bytes: int,
+    *,
+    master: str = "local[*]",
+) -> Decision:
+    """Pick the engine of a step and log the decision with its numbers.
+
+    ``polars`` and ``spark`` are taken as asked. ``auto`` picks Spark when ``work_bytes`` exceeds
+    ``threshold_bytes``, and falls back to Polars (with a warning) if Spark cannot start here.
+
+    Raises:
+        EngineUnavailableError: if ``spark`` is asked for and pyspark or Java is missing.
+
+    """
+    if choice == "polars":
+        decision = Decision("polars", "asked for polars", work_bytes, work_rows)
+    elif choice == "spark":
+        unavailable = spark_unavailable(master)
+        if unavailable is not None:
+            raise EngineUnavailableError(f"--engine spark: {unavailable}")
+        decision = Decision("spark", "asked for spark", work_bytes, work_rows)
+    elif work_bytes <= threshold_bytes:
+        decision = Decision(
+            "polars", f"auto: {work_bytes} B <= threshold {threshold_bytes} B", work_bytes, work_rows
+        )
+    else:
+        reason = f"auto: {work_bytes} B > threshold {threshold_bytes} B"
+        unavailable = spark_unavailable(master)
+        if unavailable is None:
+            decision = Decision("spark", reason, work_bytes, work_rows)
+        else:
+            decision = Decision(
+                "polars", f"{reason}, but Spark is unavailable: {unavailable}", work_bytes, work_rows
+            )
+            log.warning("engine: %s", decision.reason)
+    log.info(
+        "engine %s for %s bytes, %s rows (%s)",
+        decision.engine,
+        decision.bytes,
+        "unknown" if decision.rows is None else decision.rows,
+        decision.reason,
+    )
+    return decision
