@@ -25,7 +25,7 @@ from lakehouse.errors import LakehouseError
 from lakehouse.landing import LandingZone
 from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepAudit, StepResult
 from lakehouse.settings import Settings
-from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, all_tables
+from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, TPCH, all_tables
 from tasks.gate import quality_gate
 from tasks.pipeline import build_gold, build_silver, load_bronze
 
@@ -95,10 +95,29 @@ def process(
     progress = cast(
         UUID, create_progress_artifact(0.0, description=f"{len(dates)} batch dates in {len(parts)} chunks")
     )
+    references = tuple(n for n in LOAD_ORDER if TPCH[n].kind == "reference")
+    facts = tuple(n for n in LOAD_ORDER if n not in references)
+    tables: tuple[str, ...] = LOAD_ORDER
     try:
+        if concurrency > 1:
+            # Facts of any chunk may point at reference rows landed in an earlier one: load every
+            # chunk's reference tables first, in date order, then fan the fact chunks out.
+            for chunk in parts:
+                process_chunk(lh, chunk, gate, summary, tables=references, gold=False)
+            tables = facts
         with ThreadPoolTaskRunner[None](max_workers=concurrency) as runner:
             futures = [
-                runner.submit(process_chunk, {"lh": lh, "chunk": chunk, "gate": gate, "summary": summary})
+                runner.submit(
+                    process_chunk,
+                    {
+                        "lh": lh,
+                        "chunk": chunk,
+                        "gate": gate,
+                        "summary": summary,
+                        "tables": tables,
+                        "gold": True,
+                    },
+                )
                 for chunk in parts
             ]
             for done, future in enumerate(futures, 1):
@@ -111,27 +130,39 @@ def process(
 
 
 @task(name="chunk", task_run_name="chunk-{chunk[0]}", cache_policy=NO_CACHE)
-def process_chunk(lh: Lakehouse, chunk: list[date], gate: StepAudit, summary: RunSummary) -> None:
-    """Run every step for one chunk of batch dates, recording results and failures in ``summary``."""
+def process_chunk(
+    lh: Lakehouse,
+    chunk: list[date],
+    gate: StepAudit,
+    summary: RunSummary,
+    tables: tuple[str, ...] = LOAD_ORDER,
+    gold: bool = True,
+) -> None:
+    """Run the bronze and silver steps of ``tables`` (then gold) for one chunk of batch dates.
+
+    Results and failures are recorded in ``summary``; a step whose input failed in this chunk
+    (in this call or an earlier one) is skipped.
+    """
     logger = get_run_logger()
     logger.info("chunk %s..%s (%d batch dates)", chunk[0], chunk[-1], len(chunk))
-    failed: set[str] = set()
+    span = f"{chunk[0]}..{chunk[-1]}"
+    failed = {key.split()[0] for key in summary.failures if key.endswith(f" {span}")}
     steps = (
-        [(load_bronze, n, f"bronze.{n}") for n in LOAD_ORDER]
-        + [(build_silver, n, f"silver.{n}") for n in LOAD_ORDER]
-        + [(build_gold, n, f"gold.{n}") for n in GOLD_INPUTS]
+        [(load_bronze, n, f"bronze.{n}") for n in tables]
+        + [(build_silver, n, f"silver.{n}") for n in tables]
+        + ([(build_gold, n, f"gold.{n}") for n in GOLD_INPUTS] if gold else [])
     )
     for step, name, table_id in steps:
         blocked = [u for u in _upstream(table_id) if u in failed]
         if blocked:
             failed.add(table_id)
-            summary.failures[f"{table_id} {chunk[0]}..{chunk[-1]}"] = f"skipped: {', '.join(blocked)} failed"
+            summary.failures[f"{table_id} {span}"] = f"skipped: {', '.join(blocked)} failed"
             continue
         try:
             result = step(lh, name, chunk, gate)
         except (LakehouseError, GateError) as exc:
             failed.add(table_id)
-            summary.failures[f"{table_id} {chunk[0]}..{chunk[-1]}"] = str(exc)
+            summary.failures[f"{table_id} {span}"] = str(exc)
             logger.error("%s failed: %s", table_id, exc)
             continue
         summary.steps.append(result)
@@ -144,4 +175,5 @@ def process_chunk(lh: Lakehouse, chunk: list[date], gate: StepAudit, summary: Ru
                 result.quarantined,
                 result.snapshot_id,
             )
-    summary.batches.extend(chunk)
+    if gold:
+        summary.batches.extend(chunk)
