@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 
 from prefect import flow, get_run_logger
 
+from flows.metrics import record_run
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process
 from lakehouse.settings import EngineChoice, Settings
 
@@ -34,6 +35,7 @@ def backfill(
         raise ValueError(f"end {end} is before start {start}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    started = datetime.now(UTC)
     settings = Settings()
     lh = open_lakehouse(settings, "backfill")
     dates = [d for d in lh.zone.batches() if start <= d <= end]
@@ -42,7 +44,10 @@ def backfill(
     get_run_logger().info("backfill of %d batch dates %s .. %s", len(dates), dates[0], dates[-1])
     summary = RunSummary()
     chunked = settings.model_copy(update={"chunk_days": chunk_days or settings.chunk_days})
-    process(lh, chunked, dates, summary, concurrency)
+    try:
+        process(lh, chunked, dates, summary, concurrency)
+    finally:
+        record_run(settings, lh, summary, started, datetime.now(UTC))
     if summary.failures:
         raise RunFailed(f"{len(summary.failures)} step(s) failed: " + "; ".join(summary.failures))
     return summary

@@ -9,12 +9,14 @@ import argparse
 import logging
 import sys
 import tempfile
+from datetime import UTC, datetime
 from datetime import date as Date
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.metrics import record_run
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process
 from lakehouse.pipeline import pending_batches
 from lakehouse.settings import EngineChoice, Settings
@@ -38,6 +40,7 @@ def daily(date: Date | None = None, engine: EngineChoice = "auto") -> RunSummary
 
     """
     logger = get_run_logger()
+    started = datetime.now(UTC)
     settings = Settings()
     lh = open_lakehouse(settings, "daily")
     if settings.landing_uri is None and lh.zone.is_empty():
@@ -52,7 +55,10 @@ def daily(date: Date | None = None, engine: EngineChoice = "auto") -> RunSummary
         return RunSummary()
     logger.info("%d batch date(s) to promote: %s .. %s", len(dates), dates[0], dates[-1])
     summary = RunSummary()
-    process(lh, settings, dates, summary)
+    try:
+        process(lh, settings, dates, summary)
+    finally:
+        record_run(settings, lh, summary, started, datetime.now(UTC))
     if summary.failures:
         raise RunFailed(f"{len(summary.failures)} step(s) failed: " + "; ".join(summary.failures))
     return summary

@@ -12,6 +12,7 @@ from checks.gate import audit, require_pass
 from checks.report import render_markdown
 from checks.result import GateResult
 from lakehouse.pipeline import AuditRequest, Lakehouse, StepAudit
+from tasks import lineage
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,9 @@ def quality_gate(
 ) -> StepAudit:
     """An audit that verifies a staged write against its table's Soda contract.
 
-    Every verification writes JSON/HTML reports under ``reports_dir``, is appended to ``results``
-    and published as a markdown artifact of the running task.
+    Every verification writes JSON/HTML reports under ``reports_dir``, is appended to ``results``,
+    attached to the running lineage step (its OpenLineage data-quality facet) and published as a
+    markdown artifact of the running task.
 
     Raises (from the returned callable):
         QualityGateFailed: if checks failed (never retried).
@@ -41,6 +43,7 @@ def quality_gate(
             run_id=lh.run.run_id,
         )
         results.append(result)
+        lineage.record_gate(result)
         create_markdown_artifact(
             render_markdown(result),
             key=re.sub(r"[^a-z0-9-]", "-", f"gate-{request.table}".lower()),

@@ -1,14 +1,20 @@
-"""Prefect tasks wrapping the pipeline steps: orchestration concerns only."""
+"""Prefect tasks wrapping the pipeline steps: orchestration concerns only.
+
+Each step runs inside :func:`tasks.lineage.step`, which times it (for the run's metrics) and, when
+OpenLineage is configured, reports its inputs, outputs and gate results.
+"""
 
 from __future__ import annotations
 
 from datetime import date
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from lakehouse import pipeline
-from lakehouse.pipeline import Lakehouse, StepAudit, StepResult
+from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, StepAudit, StepResult
+from lakehouse.tables import BRONZE, FOREIGN_KEYS, GOLD, QUARANTINE, SILVER, SOURCE, identifier
+from tasks import lineage
+from tasks.cache import step_cache_key
 from tasks.retry import transient_only
 
 RETRIES = 3
@@ -18,37 +24,50 @@ RETRY_DELAYS: list[float] = [1, 5, 15]
 @task(
     name="bronze",
     task_run_name="bronze.{name}",
-    cache_policy=NO_CACHE,
+    cache_key_fn=step_cache_key,
+    persist_result=True,
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAYS,
     retry_condition_fn=transient_only,
 )
 def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Land a table's files of these batches into bronze."""
-    return pipeline.load_bronze(lh, name, batches, audit)
+    with lineage.step(lh, identifier(BRONZE, name), batches, inputs=[identifier(SOURCE, name)]) as step:
+        return step.complete(pipeline.load_bronze(lh, name, batches, audit))
 
 
 @task(
     name="silver",
     task_run_name="silver.{name}",
-    cache_policy=NO_CACHE,
+    cache_key_fn=step_cache_key,
+    persist_result=True,
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAYS,
     retry_condition_fn=transient_only,
 )
 def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Conform a table's bronze rows of these batches into silver and quarantine."""
-    return pipeline.build_silver(lh, name, batches, audit)
+    parents = [identifier(SILVER, parent) for parent, _ in FOREIGN_KEYS.get(name, {}).values()]
+    with lineage.step(
+        lh,
+        identifier(SILVER, name),
+        batches,
+        inputs=[identifier(BRONZE, name), *dict.fromkeys(parents)],
+        outputs=[identifier(SILVER, name), identifier(QUARANTINE, name)],
+    ) as step:
+        return step.complete(pipeline.build_silver(lh, name, batches, audit))
 
 
 @task(
     name="gold",
     task_run_name="gold.{name}",
-    cache_policy=NO_CACHE,
+    cache_key_fn=step_cache_key,
+    persist_result=True,
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAYS,
     retry_condition_fn=transient_only,
 )
 def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Rebuild a gold table for these batches."""
-    return pipeline.build_gold(lh, name, batches, audit)
+    with lineage.step(lh, identifier(GOLD, name), batches, inputs=GOLD_INPUTS[name]) as step:
+        return step.complete(pipeline.build_gold(lh, name, batches, audit))

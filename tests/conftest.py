@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Before anything imports prefect or soda: these are read at import time.
-for _name in [n for n in os.environ if n.startswith(("PYICEBERG_", "LAKEHOUSE_", "PREFECT_"))]:
+for _name in [n for n in os.environ if n.startswith(("PYICEBERG_", "LAKEHOUSE_", "PREFECT_", "OPENLINEAGE"))]:
     del os.environ[_name]
 os.environ["SODA_CORE_TELEMETRY_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
