@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from importlib.metadata import version
@@ -10,11 +12,9 @@ from pathlib import Path
 from typing import cast
 from uuid import UUID
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from checks.errors import GateError
 from checks.report import write_index
@@ -105,23 +105,17 @@ def process(
             for chunk in parts:
                 process_chunk(lh, chunk, gate, summary, tables=references, gold=False)
             tables = facts
-        with ThreadPoolTaskRunner[None](max_workers=concurrency) as runner:
+        # Plain threads carrying the flow's context, not a parent task: a failed step inside a
+        # parent task would roll back the cache records of its completed siblings.
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chunk") as pool:
             futures = [
-                runner.submit(
-                    process_chunk,
-                    {
-                        "lh": lh,
-                        "chunk": chunk,
-                        "gate": gate,
-                        "summary": summary,
-                        "tables": tables,
-                        "gold": True,
-                    },
+                pool.submit(
+                    contextvars.copy_context().run, process_chunk, lh, chunk, gate, summary, tables, True
                 )
                 for chunk in parts
             ]
             for done, future in enumerate(futures, 1):
-                future.wait()
+                future.result()
                 update_progress_artifact(progress, 100.0 * done / len(parts))
     finally:
         if summary.gates:
@@ -129,7 +123,6 @@ def process(
             logger.info("gate reports: %s", index.resolve())
 
 
-@task(name="chunk", task_run_name="chunk-{chunk[0]}", cache_policy=NO_CACHE)
 def process_chunk(
     lh: Lakehouse,
     chunk: list[date],

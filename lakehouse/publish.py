@@ -7,26 +7,42 @@ snapshot; ``main`` is moved to that snapshot only if it has not moved since the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import secrets
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.manifest import DataFile
+from pyiceberg.serializers import FromInputFile
 from pyiceberg.table import Table
+from pyiceberg.table.refs import SnapshotRefType
 
 from lakehouse.batches import format_ranges, parse_ranges
 from lakehouse.errors import CommitConflictError, LakehouseError
+from lakehouse.faults import (
+    PUBLISH_COMMITTED,
+    STAGE_BRANCH_CUT,
+    STAGE_COMMITTED,
+    STAGE_FILES_WRITTEN,
+    WAP_AUDITED,
+    WAP_HOOK_DONE,
+    fault_point,
+)
 from lakehouse.tables import PROP_BATCHES, PROP_PROMOTED
 
 log = logging.getLogger(__name__)
 
 AUDIT_BRANCH_PREFIX = "audit-"
 MAX_ATTEMPTS = 4
+DEFAULT_STALE_BRANCH_AGE = timedelta(hours=1)
+"""An audit branch older than this belongs to a run that died (``Settings.stale_branch_age``)."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +65,8 @@ def table_id(table: Table) -> str:
 
 
 def audit_branch(run_id: str) -> str:
-    """The name of a run's audit branch."""
-    return f"{AUDIT_BRANCH_PREFIX}{run_id}"
+    """A new audit branch name for one write of a run (writes of one run may run concurrently)."""
+    return f"{AUDIT_BRANCH_PREFIX}{run_id}-{secrets.token_hex(4)}"
 
 
 def promoted(table: Table) -> set[str]:
@@ -65,6 +81,21 @@ def _drop_branch(table: Table, branch: str) -> None:
     table.refresh()
     if branch in table.metadata.refs:
         table.manage_snapshots().remove_branch(branch).commit()
+
+
+@contextlib.contextmanager
+def _staging(table: Table, branch: str) -> Iterator[None]:
+    """Raise a commit that kept failing on concurrent commits while staging as a retryable conflict.
+
+    pyiceberg retries a snapshot commit itself; when it gives up, the branch is removed (best
+    effort) and :class:`CommitConflictError` raised, so the step is retried like any conflict.
+    """
+    try:
+        yield
+    except CommitFailedException as exc:
+        with contextlib.suppress(CommitFailedException):
+            _drop_branch(table, branch)
+        raise CommitConflictError(f"{table_id(table)}: concurrent commits while staging: {exc}") from exc
 
 
 Data: TypeAlias = pa.Table | Callable[[int], pa.Table]
@@ -83,26 +114,36 @@ def stage(
     """Commit ``data`` to ``branch`` cut from the current ``main``, replacing rows matching ``replace``.
 
     The snapshot is stamped with ``properties`` plus the cumulative promoted batch set.
+
+    Raises:
+        LakehouseError: if the table has no snapshot to cut a branch from.
+        CommitConflictError: if concurrent commits kept the branch commits from landing (the branch
+            is removed; retrying is safe).
+
     """
     _drop_branch(table, branch)  # a leftover of an interrupted attempt of this run
     base = table.current_snapshot()
     if base is None:
         raise LakehouseError(f"{table_id(table)} has no snapshot to cut an audit branch from")
     base_id = base.snapshot_id
-    table.manage_snapshots().create_branch(base_id, branch).commit()
+    with _staging(table, branch):
+        table.manage_snapshots().create_branch(base_id, branch).commit()
+    fault_point(STAGE_BRANCH_CUT)
     batches = parse_ranges(properties.get(PROP_BATCHES))
     done = parse_ranges(base.summary.additional_properties.get(PROP_PROMOTED)) if base.summary else set()
     props = {**properties, PROP_PROMOTED: format_ranges(done | batches)}
     if callable(data):
         data = data(base_id)
-    with table.transaction() as tx, warnings.catch_warnings():
+    with _staging(table, branch), table.transaction() as tx, warnings.catch_warnings():
         # A first load of a batch replaces nothing; pyiceberg warns about that, which is expected.
         warnings.filterwarnings("ignore", "Delete operation did not match any records", UserWarning)
         if isinstance(replace, AlwaysTrue):
             tx.overwrite(data, snapshot_properties=props, branch=branch)
         else:
             tx.overwrite(data, overwrite_filter=replace, snapshot_properties=props, branch=branch)
+        fault_point(STAGE_FILES_WRITTEN)  # data files and manifests written; the transaction commits on exit
     table.refresh()
+    fault_point(STAGE_COMMITTED)
     return Staged(table_id(table), branch, base_id, table.metadata.refs[branch].snapshot_id)
 
 
@@ -123,6 +164,7 @@ def publish(table: Table, staged: Staged) -> None:
         ).commit()
     except CommitFailedException as exc:
         raise CommitConflictError(f"{staged.table}: main moved during publish") from exc
+    fault_point(PUBLISH_COMMITTED)
 
 
 def discard(table: Table, staged: Staged) -> None:
@@ -157,8 +199,10 @@ def write_audited(
         try:
             if audit is not None:
                 audit(table, staged)
+            fault_point(WAP_AUDITED)
             if before_publish is not None:
                 before_publish()
+                fault_point(WAP_HOOK_DONE)
             publish(table, staged)
             return staged
         except CommitConflictError:
@@ -194,6 +238,8 @@ def stage_files(table: Table, plan: FilePlan, *, branch: str, properties: dict[s
     Raises:
         LakehouseError: if the table has no snapshot to cut a branch from.
         ValidationException: if a file ``plan`` deletes is not live on ``main`` (pyiceberg's).
+        CommitConflictError: if concurrent commits kept the branch commits from landing (the branch
+            is removed; retrying is safe).
 
     """
     _drop_branch(table, branch)  # a leftover of an interrupted attempt of this run
@@ -201,19 +247,21 @@ def stage_files(table: Table, plan: FilePlan, *, branch: str, properties: dict[s
     if base is None:
         raise LakehouseError(f"{table_id(table)} has no snapshot to cut an audit branch from")
     changes = plan(table, base.snapshot_id)
-    table.manage_snapshots().create_branch(base.snapshot_id, branch).commit()
+    with _staging(table, branch):
+        table.manage_snapshots().create_branch(base.snapshot_id, branch).commit()
+    fault_point(STAGE_BRANCH_CUT)
     batches = parse_ranges(properties.get(PROP_BATCHES))
     done = parse_ranges(base.summary.additional_properties.get(PROP_PROMOTED)) if base.summary else set()
     props = {**properties, PROP_PROMOTED: format_ranges(done | batches)}
-    with (
-        table.transaction() as tx,
-        tx.update_snapshot(snapshot_properties=props, branch=branch).overwrite() as ow,
-    ):
-        for deleted in changes.deleted:
-            ow.delete_data_file(deleted)
-        for added in changes.added:
-            ow.append_data_file(added)
+    with _staging(table, branch), table.transaction() as tx:
+        with tx.update_snapshot(snapshot_properties=props, branch=branch).overwrite() as ow:
+            for deleted in changes.deleted:
+                ow.delete_data_file(deleted)
+            for added in changes.added:
+                ow.append_data_file(added)
+        fault_point(STAGE_FILES_WRITTEN)  # manifests written on the producer's exit; the commit is next
     table.refresh()
+    fault_point(STAGE_COMMITTED)
     return Staged(table_id(table), branch, base.snapshot_id, table.metadata.refs[branch].snapshot_id)
 
 
@@ -242,8 +290,10 @@ def publish_audited(
         try:
             if audit is not None:
                 audit(table, staged)
+            fault_point(WAP_AUDITED)
             if before_publish is not None:
                 before_publish()
+                fault_point(WAP_HOOK_DONE)
             publish(table, staged)
             return staged
         except CommitConflictError:
@@ -255,3 +305,87 @@ def publish_audited(
             discard(table, staged)
             raise
     raise CommitConflictError(f"{table_id(table)}: still conflicting after {max_attempts} attempts")
+
+
+def _branch_since_ms(table: Table, branch: str, cutoff_ms: int) -> int:
+    """When ``branch`` (as it is now) appeared in the table metadata, looked up no further back than needed.
+
+    A branch is cut from ``main``'s current snapshot, which may be days old: its head alone does not
+    tell a branch cut a second ago from one left by a run that died. The metadata log does: walking
+    it back from the newest file, the branch appeared after the last file that lacks it. The walk
+    stops as soon as the branch is known to exist before ``cutoff_ms``. An unreadable or truncated
+    log gives a later time than the real one, so an uncertain branch is kept, never removed.
+    """
+    since = table.metadata.last_updated_ms
+    for entry in reversed(table.metadata.metadata_log):
+        if since < cutoff_ms:
+            break
+        try:
+            metadata = FromInputFile.table_metadata(table.io.new_input(entry.metadata_file))
+        except (OSError, ValueError):
+            log.warning("%s: cannot read %s to date branch %s", table_id(table), entry.metadata_file, branch)
+            break
+        ref = metadata.refs.get(branch)
+        if ref is None or ref.snapshot_ref_type != SnapshotRefType.BRANCH:
+            break
+        since = entry.timestamp_ms
+    return since
+
+
+def stale_branches(table: Table, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+    """The ``audit-*`` branches of ``table`` left by runs that died: older than ``older_than``.
+
+    A branch is stale when both its head snapshot and its creation (from the metadata log) are older
+    than ``older_than``; the branch of a run in flight is younger. ``older_than`` must exceed the
+    longest write-audit-publish of one table (staging, audit and publish).
+    """
+    cutoff_ms = int(((now or datetime.now(UTC)) - older_than).timestamp() * 1000)
+    stale = []
+    for name, ref in sorted(table.metadata.refs.items()):
+        if not name.startswith(AUDIT_BRANCH_PREFIX) or ref.snapshot_ref_type != SnapshotRefType.BRANCH:
+            continue
+        head = table.metadata.snapshot_by_id(ref.snapshot_id)
+        if head is not None and head.timestamp_ms >= cutoff_ms:
+            continue
+        if _branch_since_ms(table, name, cutoff_ms) >= cutoff_ms:
+            continue
+        stale.append(name)
+    return stale
+
+
+def remove_stale_branches(
+    table: Table, older_than: timedelta, *, now: datetime | None = None, max_attempts: int = MAX_ATTEMPTS
+) -> list[str]:
+    """Remove the ``audit-*`` branches left by runs that died (:func:`stale_branches`); returns their names.
+
+    A run killed mid-write leaves its audit branch behind, and the branch keeps its staged snapshot
+    and files alive. Removing it is one metadata commit (``main`` is untouched); the snapshot then
+    goes with snapshot expiry and its files with it (or with orphan-file removal). With
+    ``older_than=timedelta(0)`` every audit branch goes: only when no run is in flight.
+
+    Raises:
+        CommitConflictError: if concurrent commits made every attempt fail (nothing was removed by
+            the failed attempts; running it again is safe).
+
+    """
+    for attempt in range(1, max_attempts + 1):
+        table.refresh()
+        stale = stale_branches(table, older_than, now=now)
+        if not stale:
+            return []
+        update = table.manage_snapshots()
+        for name in stale:
+            update = update.remove_branch(name)
+        try:
+            update.commit()
+        except CommitFailedException:
+            log.warning(
+                "%s: concurrent commit while removing stale branches (attempt %d/%d)",
+                table_id(table),
+                attempt,
+                max_attempts,
+            )
+            continue
+        log.info("%s: removed %d stale audit branch(es): %s", table_id(table), len(stale), ", ".join(stale))
+        return stale
+    raise CommitConflictError(f"{table_id(table)}: stale branches conflicting after {max_attempts} attempts")

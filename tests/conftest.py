@@ -18,6 +18,8 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_HOME"] = str(ROOT / ".prefect-test")
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "lakehouse,checks"
+# lakehouse logs outside a flow run (unit tests) must not fail once Prefect's logging is configured
+os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ["PYICEBERG_HOME"] = str(ROOT / ".prefect-test" / "no-pyiceberg-config")
 
 

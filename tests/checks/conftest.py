@@ -60,7 +60,7 @@ def bronze_sql(table: str) -> str:
     """TPC-H rows of ``table`` as text with load metadata, as bronze holds them."""
     spec = TPCH[table]
     columns = ", ".join(f"{c}::VARCHAR AS {c}" for c in spec.column_names)
-    return f"SELECT {columns}, {_meta(table, _batch_date(table))} FROM {table}"
+    return f"SELECT {columns}, {_meta(table, _batch_date(table))}, NULL::VARCHAR AS _error FROM {table}"
 
 
 GOLD_SQL = {

@@ -19,8 +19,9 @@ def test_rerun_after_a_failure_skips_completed_steps_and_converges(
     clean_landing: Landing,
     use_home,  # type: ignore[no-untyped-def]
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # a copy of the landing zone whose first lineitem file is broken (a column is missing)
+    # a copy of the landing zone whose first lineitem file is unreadable (a column is missing)
     zone = LandingZone(str(tmp_path / "landing"))
     broken = clean_landing.zone.files("lineitem", clean_landing.dates)[0]
     for name in ("region", "nation", "part", "supplier", "partsupp", "customer", "orders", "lineitem"):
@@ -31,8 +32,11 @@ def test_rerun_after_a_failure_skips_completed_steps_and_converges(
             zone.write(name, f.batch, Path(f.path).name, data)
     landing = Landing(zone.uri, zone, zone.batches())
     catalog = use_home(landing)
-    with pytest.raises(RunFailed, match=r"bronze\.lineitem"):
+    # the broken file is quarantined as one record; with no quarantine allowed, silver.lineitem fails
+    monkeypatch.setenv("LAKEHOUSE_QUARANTINE_MAX_SHARE", "0")
+    with pytest.raises(RunFailed, match=r"silver\.lineitem"):
         daily()
+    monkeypatch.delenv("LAKEHOUSE_QUARANTINE_MAX_SHARE")
     done = {t: catalog.load_table(t).current_snapshot() for t in ("bronze.orders", "silver.orders")}
     assert all(s is not None and s.summary and s.summary.additional_properties for s in done.values())
 

@@ -15,7 +15,7 @@ from lakehouse.engines.polars import PolarsEngine
 from lakehouse.landing import LandingZone
 from lakehouse.router import Decision, Work, choose_engine, landed_work, table_work
 from lakehouse.settings import Settings
-from lakehouse.tables import BATCH_DATE, LOADED_AT, RUN_ID, bronze_table
+from lakehouse.tables import BATCH_DATE, ERROR, LOADED_AT, RUN_ID, bronze_table
 
 D1, D2 = date(1995, 1, 1), date(1995, 2, 1)
 MISSING = "pyspark is not installed: install the spark extra"
@@ -94,7 +94,7 @@ def test_table_work_from_manifests(tmp_path: Path) -> None:
             "_row_number": [1, 2, 3],
         }
     )
-    table.append(PolarsEngine().write(table, rows, constants={RUN_ID: "r", LOADED_AT: None}))
+    table.append(PolarsEngine().write(table, rows, constants={RUN_ID: "r", LOADED_AT: None, ERROR: None}))
     files = list(table.scan().plan_files())
     everything = table_work(table)
     assert everything == Work(sum(t.file.file_size_in_bytes for t in files), 3)
