@@ -32,3 +32,14 @@ class MaintenanceError(LakehouseError):
 
 class SchemaEvolutionError(LakehouseError):
     """A schema change is breaking (drop, rename, narrowing): apply it with ``lakehouse migrate``."""
+
+
+class CatalogBusyError(CommitConflictError):
+    """The catalog database stayed locked by concurrent writers (SQLite ``database is locked``).
+
+    Nothing was committed by the failed call, so it is retried like a commit conflict.
+    """
+
+
+class CatalogUnavailableError(LakehouseError, ConnectionError):
+    """The catalog database cannot be reached or refused the connection (message free of credentials)."""

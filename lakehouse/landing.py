@@ -1,7 +1,24 @@
-"""The landing zone: ``<landing>/<source>/<table>/dt=YYYY-MM-DD/<file>`` on a local path or S3."""
+"""The landing zone: ``<landing>/<source>/<table>/dt=YYYY-MM-DD/<file>`` on a local path or S3.
+
+Only that layout is read. Anything else found while listing is skipped with a warning naming it
+(logged once per zone), never read and never followed outside the zone:
+
+- directories under ``<source>/`` that are no TPC-H table (see :meth:`LandingZone.unknown_tables`);
+- entries of a table directory that are not a ``dt=YYYY-MM-DD`` partition of a real calendar day
+  (``dt=../x``, ``dt=1995-13-45``, ``dt=1995-3-1``, stray files);
+- in a partition, sub-directories and names starting with ``.`` or ``_`` (hidden files, in-flight
+  uploads, writer markers such as ``_SUCCESS``).
+
+Every other file of a partition is landed data: :func:`lakehouse.readers.read_landed` reads it or
+rejects it as a whole (unsupported type, unreadable content, or a local symlink resolving outside
+the zone). A listed name is one path component, so a name such as ``a..b.csv`` cannot leave its
+partition; nothing is ever built from a name but ``<partition>/<name>``.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -11,8 +28,42 @@ import pyarrow.fs as pafs
 from lakehouse.errors import LandingError
 from lakehouse.tables import SOURCE, TPCH
 
+log = logging.getLogger(__name__)
+
 FORMATS = (".csv", ".jsonl", ".parquet")
 _PARTITION = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+_NOT_DATA = (".", "_")
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Per-file bounds of the landing readers, so one pathological file cannot exhaust memory.
+
+    - ``max_file_bytes`` (256 MiB): a larger file (for Parquet: one whose TPC-H columns decompress
+      to more) is rejected unread, as ``unreadable_file: file too large ...``;
+    - ``max_field_chars`` (64 Ki): a longer value makes its row ``oversized_field:<column>``,
+      stored truncated to that length (TPC-H values are under 200 characters);
+    - ``chunk_rows`` (64 Ki): rows converted at a time by the exact CSV and JSON readers, and per
+      Parquet batch.
+
+    Files are parsed one at a time, each whole: beyond the bronze batch being built, reading needs
+    about three times the largest file's size (plus one chunk of Python objects on the exact
+    path). Larger inputs belong split upstream, or on Spark.
+    """
+
+    max_file_bytes: int = 256 * 1024 * 1024
+    max_field_chars: int = 64 * 1024
+    chunk_rows: int = 65_536
+
+    def __post_init__(self) -> None:
+        """Check the limits are positive.
+
+        Raises:
+            ValueError: if a limit is not positive.
+
+        """
+        if min(self.max_file_bytes, self.max_field_chars, self.chunk_rows) <= 0:
+            raise ValueError(f"read limits must be positive: {self}")
 
 
 @dataclass(frozen=True)
@@ -32,8 +83,8 @@ class LandingZone:
     Every key read or written is confined to ``<root>/<source>/``.
     """
 
-    def __init__(self, uri: str, source: str = SOURCE) -> None:
-        """Open the zone at ``uri`` (a path, ``file://`` or ``s3://`` URI)."""
+    def __init__(self, uri: str, source: str = SOURCE, limits: ReadLimits | None = None) -> None:
+        """Open the zone at ``uri`` (a path, ``file://`` or ``s3://`` URI), read within ``limits``."""
         self.uri = uri.rstrip("/")
         if "://" in self.uri:
             self.fs, root = pafs.FileSystem.from_uri(self.uri)
@@ -41,10 +92,18 @@ class LandingZone:
             self.fs, root = pafs.LocalFileSystem(), self.uri
         self.root = root.rstrip("/")
         self.source = source
+        self.limits = limits or ReadLimits()
+        self._warned: set[str] = set()
 
     def _display(self, path: str) -> str:
         prefix = self.uri[: len(self.uri) - len(self.root)] if "://" in self.uri else ""
         return f"{prefix}{path}"
+
+    def _skip(self, path: str, why: str) -> None:
+        """Log once per zone that ``path`` is not read, and why."""
+        if path not in self._warned:
+            self._warned.add(path)
+            log.warning("landing zone: %s is not read: %s", self._display(path), why)
 
     def table_dir(self, table: str) -> str:
         """The directory of one table."""
@@ -58,43 +117,96 @@ class LandingZone:
         info = self.fs.get_file_info(path)
         if info.type != pafs.FileType.Directory:
             return []
-        return list(self.fs.get_file_info(pafs.FileSelector(path, recursive=False)))
+        return sorted(
+            self.fs.get_file_info(pafs.FileSelector(path, recursive=False)), key=lambda e: e.base_name
+        )
+
+    def unknown_tables(self) -> list[str]:
+        """Directories under ``<root>/<source>/`` that are no TPC-H table: never loaded, in name order.
+
+        Each is also logged once as a warning (as are other skipped entries) when first seen by
+        this method, :meth:`batches` or :meth:`files`.
+        """
+        unknown = [
+            e.base_name
+            for e in self._ls(f"{self.root}/{self.source}")
+            if e.type == pafs.FileType.Directory and e.base_name not in TPCH
+        ]
+        for name in unknown:
+            self._skip(self.table_dir(name), "no such table (expected one of " + ", ".join(TPCH) + ")")
+        return unknown
+
+    def _partitions(self, table: str) -> dict[date, str]:
+        """The batch partitions of ``table`` by date; other entries are skipped with a warning."""
+        out: dict[date, str] = {}
+        for entry in self._ls(self.table_dir(table)):
+            if entry.type != pafs.FileType.Directory:
+                self._skip(entry.path, "not in a dt=YYYY-MM-DD partition")
+                continue
+            match = _PARTITION.match(entry.base_name)
+            if match is None:
+                self._skip(entry.path, "not a dt=YYYY-MM-DD partition")
+                continue
+            try:
+                out[date.fromisoformat(match.group(1))] = entry.path
+            except ValueError:
+                self._skip(entry.path, f"{match.group(1)} is not a calendar date")
+        return out
 
     def batches(self, table: str | None = None) -> list[date]:
         """Batch dates with a partition directory (of ``table``, or of any table), oldest first."""
+        self.unknown_tables()
         dates: set[date] = set()
         for name in [table] if table else TPCH:
-            for entry in self._ls(self.table_dir(name)):
-                match = _PARTITION.match(entry.base_name)
-                if match and entry.type == pafs.FileType.Directory:
-                    dates.add(date.fromisoformat(match.group(1)))
+            dates.update(self._partitions(name))
         return sorted(dates)
 
     def files(self, table: str, batches: list[date]) -> list[LandedFile]:
-        """The landed files of ``table`` for the given batch dates, in name order.
+        """The landed files of ``table`` for the given batch dates, by batch then name.
 
-        Raises:
-            LandingError: if a file has an unsupported extension.
-
+        Every regular file of a partition is listed whatever its extension (the reader rejects
+        what it cannot read); hidden and ``_`` files and sub-directories are skipped with a warning.
         """
+        self.unknown_tables()
+        partitions = self._partitions(table)
         out = []
-        for batch in batches:
-            for entry in sorted(self._ls(self.partition_dir(table, batch)), key=lambda e: e.base_name):
-                if entry.type != pafs.FileType.File or entry.base_name.startswith((".", "_")):
-                    continue
-                if not entry.base_name.endswith(FORMATS):
-                    raise LandingError(
-                        f"{self._display(entry.path)}: unsupported file type (expected {', '.join(FORMATS)})"
+        for batch in sorted(set(batches)):
+            if batch not in partitions:
+                continue
+            for entry in self._ls(partitions[batch]):
+                if entry.type == pafs.FileType.Directory:
+                    self._skip(entry.path, "a directory inside a partition")
+                elif entry.base_name.startswith(_NOT_DATA):
+                    self._skip(entry.path, "names starting with '.' or '_' are not data")
+                elif entry.type != pafs.FileType.File:
+                    self._skip(entry.path, "not a regular file")
+                else:
+                    out.append(
+                        LandedFile(table, batch, entry.path, self._display(entry.path), entry.size or 0)
                     )
-                out.append(LandedFile(table, batch, entry.path, self._display(entry.path), entry.size))
         return out
+
+    def escapes(self, landed: LandedFile) -> bool:
+        """True if ``landed`` is a local symlink (or under one) resolving outside the zone's root.
+
+        Object stores have no links: always False there.
+        """
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            return False
+        root = os.path.realpath(f"{self.root}/{self.source}")
+        return os.path.commonpath([root, os.path.realpath(landed.path)]) != root
 
     def is_empty(self) -> bool:
         """True when no batch has landed yet."""
         return not self.batches()
 
     def write(self, table: str, batch: date, filename: str, data: bytes) -> str:
-        """Write one file into a batch partition (used by the seeder); returns its URI."""
+        """Write one file into a batch partition (used by the seeder); returns its URI.
+
+        Raises:
+            LandingError: if ``filename`` contains ``/`` or starts with ``.``.
+
+        """
         if "/" in filename or filename.startswith("."):
             raise LandingError(f"invalid landing file name {filename!r}")
         directory = self.partition_dir(table, batch)

@@ -7,7 +7,7 @@ Each step reads what it needs through the catalog, runs pure transforms, and com
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -22,13 +22,17 @@ from lakehouse.batches import format_ranges
 from lakehouse.errors import CommitConflictError
 from lakehouse.files import batch_filter
 from lakehouse.landing import LandingZone
+from lakehouse.merge import MergeData, MergeResult, merge
 from lakehouse.publish import Data, Staged, audit_branch, discard, promoted, publish, stage, write_audited
 from lakehouse.readers import read_landed
+from lakehouse.schema import evolve
 from lakehouse.tables import (
     BATCH_DATE,
     BRONZE,
+    ERROR,
     FOREIGN_KEYS,
     GOLD,
+    GOLD_MERGE_KEYS,
     LOADED_AT,
     PROP_BATCHES,
     PROP_CODE_VERSION,
@@ -36,20 +40,39 @@ from lakehouse.tables import (
     PROP_FLOW,
     PROP_RUN_ID,
     QUARANTINE,
+    ROW_NUMBER,
+    RULE,
     RUN_ID,
     SILVER,
+    SOURCE_FILE,
     TPCH,
+    bronze_table,
     identifier,
 )
 from lakehouse.transforms import gold as gold_transforms
+from lakehouse.transforms import marts, star
 from lakehouse.transforms.bronze import to_bronze
 from lakehouse.transforms.silver import conform, merge_latest
 
 log = logging.getLogger(__name__)
 
+# The tables each gold table reads, in build order: dimensions, the fact that points at them, then
+# the marts built from the fact. (dim_customer reads its customers' landed versions from bronze.)
 GOLD_INPUTS: dict[str, tuple[str, ...]] = {
-    "fct_sales": ("silver.orders", "silver.lineitem"),
-    "daily_revenue": ("gold.fct_sales", "silver.customer"),
+    "dim_date": ("silver.orders",),
+    "dim_customer": ("bronze.customer", "silver.customer", "silver.nation", "silver.region"),
+    "dim_part": ("silver.part",),
+    "dim_supplier": ("silver.supplier", "silver.nation", "silver.region"),
+    "fct_sales": (
+        "silver.orders",
+        "silver.lineitem",
+        "gold.dim_date",
+        "gold.dim_customer",
+        "gold.dim_part",
+        "gold.dim_supplier",
+    ),
+    "daily_revenue": ("gold.fct_sales", "gold.dim_customer"),
+    "pricing_summary": ("gold.fct_sales",),
 }
 
 
@@ -170,21 +193,31 @@ def _scan(lh: Lakehouse, table_id: str, batches: list[date] | None = None) -> pl
 def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Land ``name``'s files of ``batches`` into ``bronze.<name>`` (replacing those batches).
 
+    Every landed row is loaded, and a file that cannot be read as one row whose ``_error`` says
+    why (see :mod:`lakehouse.readers`). Files are parsed one at a time, each straight into the batch.
+
     Raises:
-        LandingError: if a landed file cannot be read.
+        LandingError: if a landed file cannot be fetched (an I/O error, not its content).
+        SchemaEvolutionError: if ``bronze.<name>`` predates ``_error`` and cannot take it.
 
     """
     table_id = identifier(BRONZE, name)
     files = lh.zone.files(name, batches)
     if not files:
         return StepResult(table_id, tuple(batches), skipped="no landed files")
+    table = lh.table(table_id)
+    if ERROR not in table.schema().column_names:  # created before `_error` existed: add it
+        evolve(table, bronze_table(name).schema)
     frames = [
-        to_bronze(read_landed(lh.zone, f).lazy(), batch=f.batch, run_id=lh.run.run_id, loaded_at=lh.loaded_at)
+        to_bronze(
+            read_landed(lh.zone, f).lazy(), batch=f.batch, run_id=lh.run.run_id, loaded_at=lh.loaded_at
+        ).collect()
         for f in files
     ]
-    rows = pl.concat(frames).collect()
+    rows = pl.concat(frames, rechunk=False)
     landed = sorted({f.batch for f in files})
-    counts = {"landed_rows": rows.height, "files": len(files)}
+    unreadable = rows.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
+    counts = {"landed_rows": rows.height, "files": len(files), "unreadable_files": unreadable}
     staged = _write(lh, lh.table(table_id), rows, landed, replace_all=False, audit=audit, counts=counts)
     return StepResult(table_id, tuple(landed), rows.height, rows.height, 0, staged.snapshot_id)
 
@@ -211,8 +244,17 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
     if bronze.is_empty():
         return StepResult(table_id, tuple(batches), skipped="no bronze rows")
     present = sorted(bronze.get_column(BATCH_DATE).unique().to_list())
-    result = conform(bronze.lazy(), spec, _parents(lh, name, present))
-    good_rows, rejected = pl.collect_all([result.good, result.rejected])
+    if ERROR not in bronze.columns:  # loaded before `_error` existed
+        bronze = bronze.with_columns(pl.lit(None, dtype=pl.String).alias(ERROR))
+    # Rows the reader could not use (a whole file, or one row) bypass conform: their rule is its reason.
+    unusable = bronze.lazy().filter(pl.col(ERROR).is_not_null()).rename({ERROR: RULE})
+    result = conform(
+        bronze.lazy().filter(pl.col(ERROR).is_null()).drop(ERROR), spec, _parents(lh, name, present)
+    )
+    rejected_all = pl.concat([result.rejected, unusable], how="diagonal").sort(
+        BATCH_DATE, SOURCE_FILE, ROW_NUMBER
+    )
+    good_rows, rejected = pl.collect_all([result.good, rejected_all])
     counts = {"landed_rows": bronze.height, "quarantined_rows": rejected.height}
     quarantine = lh.table(identifier(QUARANTINE, name))
     # The quarantine rows are staged first so the silver audit can count them, and published
@@ -273,32 +315,137 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
     return StepResult(table_id, tuple(present), bronze.height, loaded, rejected.height, staged.snapshot_id)
 
 
-def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
-    """Rebuild ``gold.<name>`` for ``batches`` from silver (and gold) inputs."""
-    table_id = identifier(GOLD, name)
+def _gold_rows(lh: Lakehouse, name: str, batches: list[date]) -> pl.LazyFrame:
+    """The rows of ``gold.<name>`` for ``batches``; ``dim_customer``'s come from ``_customer_chains``.
+
+    Raises:
+        ValueError: if ``name`` is no such gold table.
+
+    """
+    if name == "dim_date":
+        return star.dim_date(_scan(lh, "silver.orders", batches))
+    if name == "dim_part":
+        return star.dim_part(_scan(lh, "silver.part", batches))
+    if name == "dim_supplier":
+        nation, region = _scan(lh, "silver.nation"), _scan(lh, "silver.region")
+        return star.dim_supplier(_scan(lh, "silver.supplier", batches), nation, region)
     if name == "fct_sales":
-        frame = gold_transforms.fct_sales(
+        sales = gold_transforms.fct_sales(
             _scan(lh, "silver.lineitem", batches), _scan(lh, "silver.orders", batches)
         )
+        dimensions = (_scan(lh, f"gold.{d}") for d in ("dim_customer", "dim_part", "dim_supplier"))
+        return star.with_dimension_keys(sales, *dimensions)
+    if name == "daily_revenue":
+        return marts.daily_revenue(_scan(lh, "gold.fct_sales", batches), _scan(lh, "gold.dim_customer"))
+    if name == "pricing_summary":
+        return marts.pricing_summary(_scan(lh, "gold.fct_sales", batches))
+    raise ValueError(f"no gold table {name!r}")
+
+
+def _customer_chains(
+    lh: Lakehouse, table: Table, batches: list[date]
+) -> tuple[Callable[[int], pl.DataFrame], list[date], int]:
+    """``dim_customer``'s chains for ``batches``: a function of the base snapshot, their batches, versions in.
+
+    The versions of ``batches`` are bronze's customer rows conformed by the silver rules (a row
+    silver quarantines makes no version). They are combined with the dimension's versions of the
+    same customers as of the snapshot the merge is planned against, so a retry after a
+    concurrent commit recomputes the chains.
+    """
+    landed = _scan(lh, identifier(BRONZE, "customer"), batches)
+    if ERROR in landed.collect_schema().names():  # as in build_silver: unusable rows are no version
+        landed = landed.filter(pl.col(ERROR).is_null()).drop(ERROR)
+    arrived = conform(landed, TPCH["customer"], _parents(lh, "customer", batches)).good.collect()
+    nation, region = _scan(lh, "silver.nation"), _scan(lh, "silver.region")
+
+    def chains(base: int) -> pl.DataFrame:
+        current = pl.scan_iceberg(table, snapshot_id=base)
+        return star.dim_customer(current, arrived.lazy(), nation, region, batches).collect()
+
+    return chains, sorted(arrived.get_column(BATCH_DATE).unique().to_list()), arrived.height
+
+
+def _merge(
+    lh: Lakehouse,
+    table: Table,
+    frame: pl.DataFrame | Callable[[int], pl.DataFrame],
+    batches: list[date],
+    key: tuple[str, ...],
+    audit: StepAudit | None,
+    counts: Mapping[str, int],
+) -> MergeResult:
+    """Merge ``frame`` into ``table`` by ``key``, audited (see :func:`lakehouse.merge.merge`)."""
+
+    def verify(t: Table, staged: Staged) -> None:
+        if audit is not None:
+            audit(AuditRequest(staged.table, staged.snapshot_id, tuple(batches), counts, {}))
+
+    data: MergeData = (
+        (lambda base: _stamped(lh, table, frame(base))) if callable(frame) else _stamped(lh, table, frame)
+    )
+    return merge(
+        table,
+        data,
+        key,
+        branch=audit_branch(lh.run.run_id),
+        properties=lh.properties(batches),
+        audit=verify,
+    )
+
+
+def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+    """Build ``gold.<name>`` for ``batches``: dimensions merge by key, the fact and marts replace batches.
+
+    Nothing is written (the result says why) when the inputs have no row of ``batches``, e.g. a
+    dimension whose source did not land in them.
+
+    Raises:
+        ValueError: if ``name`` is no gold table.
+        CommitConflictError: if every attempt met a concurrent commit.
+        Exception: whatever ``audit`` raises (``main`` is then untouched).
+
+    """
+    table_id = identifier(GOLD, name)
+    table = lh.table(table_id)
+    rows: pl.DataFrame | Callable[[int], pl.DataFrame]
+    if name == "dim_customer":
+        rows, present, rows_in = _customer_chains(lh, table, batches)
     else:
-        frame = gold_transforms.daily_revenue(
-            _scan(lh, "gold.fct_sales", batches), _scan(lh, "silver.customer")
-        )
-    rows = frame.collect()
-    if rows.is_empty():
-        return StepResult(table_id, tuple(batches), skipped="no input rows")
-    present = sorted(rows.get_column(BATCH_DATE).unique().to_list())
-    counts = {"rows": rows.height}
-    staged = _write(lh, lh.table(table_id), rows, present, replace_all=False, audit=audit, counts=counts)
-    return StepResult(table_id, tuple(present), rows.height, rows.height, 0, staged.snapshot_id)
+        rows = _gold_rows(lh, name, batches).collect()
+        present, rows_in = sorted(rows.get_column(BATCH_DATE).unique().to_list()), rows.height
+    if not present:
+        return StepResult(table_id, tuple(batches), skipped="no input rows of these batches")
+    counts = {"rows": rows_in}
+    if name in GOLD_MERGE_KEYS:
+        merged = _merge(lh, table, rows, present, GOLD_MERGE_KEYS[name], audit, counts)
+        snapshot, rows_out = merged.staged.snapshot_id, merged.stats.rows_in
+        return StepResult(table_id, tuple(present), rows_in, rows_out, 0, snapshot)
+    staged = _write(lh, table, rows, present, replace_all=False, audit=audit, counts=counts)
+    return StepResult(table_id, tuple(present), rows_in, rows_in, 0, staged.snapshot_id)
+
+
+def _gold_driver(name: str) -> str:
+    """The landed table whose batches ``gold.<name>`` is built for: a dimension's source, else orders.
+
+    A dimension gets rows only in batches where its source landed; the date dimension, the fact
+    and the marts follow the orders (lineitem lands with its order).
+    """
+    return {"dim_customer": "customer", "dim_part": "part", "dim_supplier": "supplier"}.get(name, "orders")
+
+
+def gold_tables(landed: Iterable[str]) -> list[str]:
+    """The gold tables built for the batches of the landed tables ``landed``, in build order.
+
+    E.g. the reference tables' are the dimensions but ``dim_date``: a run that loads reference
+    tables before facts builds those dimensions with them, and the rest with the facts.
+    """
+    names = set(landed)
+    return [g for g in GOLD_INPUTS if _gold_driver(g) in names]
 
 
 def targets(name: str) -> list[str]:
     """The tables a batch of landed ``name`` must reach before that batch counts as promoted."""
-    out = [identifier(SILVER, name)]
-    if name == "orders":
-        out += [identifier(GOLD, g) for g in GOLD_INPUTS]
-    return out
+    return [identifier(SILVER, name)] + [identifier(GOLD, g) for g in gold_tables([name])]
 
 
 def pending_batches(lh: Lakehouse) -> list[date]:

@@ -13,6 +13,7 @@ from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import MonthTransform
 from pyiceberg.types import (
+    BooleanType,
     DateType,
     DecimalType,
     IcebergType,
@@ -38,6 +39,9 @@ ROW_NUMBER = "_row_number"
 RUN_ID = "_run_id"
 LOADED_AT = "_loaded_at"
 RULE = "_rule"
+# Bronze only: why the reader could not use a landed row (``unreadable_file: ...`` for a whole
+# file, ``malformed_row: ...`` or ``oversized_field:<column>`` for one row); null for good rows.
+ERROR = "_error"
 
 # Snapshot summary properties stamped on every commit.
 PROP_RUN_ID = "lakehouse.run-id"
@@ -205,9 +209,9 @@ _LOAD_META: list[tuple[str, IcebergType]] = [
 
 
 def bronze_table(name: str) -> TableDef:
-    """``bronze.<name>``: landed rows as they came (all strings) plus load metadata."""
+    """``bronze.<name>``: landed rows as they came (all strings), load metadata and the read error."""
     spec = TPCH[name]
-    fields = [(c.name, StringType()) for c in spec.columns] + _LOAD_META
+    fields = [(c.name, StringType()) for c in spec.columns] + _LOAD_META + [(ERROR, StringType())]
     return TableDef(BRONZE, name, _schema(fields), True)
 
 
@@ -226,11 +230,93 @@ def silver_table(name: str) -> TableDef:
 
 
 REVENUE = DecimalType(18, 4)
+PRICE = DecimalType(DECIMAL_PRECISION, DECIMAL_SCALE)
+# Q1's sums per ship date: base prices and quantities keep scale 2, discounted prices 4, charges 6.
+SUM_2, SUM_6 = DecimalType(18, 2), DecimalType(22, 6)
+
+# SCD2 validity of a dimension version: [valid_from, valid_to), valid_to null while current.
+VALID_FROM = "valid_from"
+VALID_TO = "valid_to"
+IS_CURRENT = "is_current"
+
+_GOLD_META: list[tuple[str, IcebergType]] = [(BATCH_DATE, DateType()), (RUN_ID, StringType())]
+
+
+def _gold(name: str, fields: list[tuple[str, IcebergType]], *, by_batch_month: bool) -> TableDef:
+    return TableDef(GOLD, name, _schema(fields + _GOLD_META), by_batch_month)
+
+
+# In dependency order (dimensions, the fact, then the marts built from it). Dimensions are merged
+# by key (``GOLD_MERGE_KEYS``) and so unpartitioned; facts and marts replace their batches.
 GOLD_TABLES: dict[str, TableDef] = {
-    "fct_sales": TableDef(
-        GOLD,
-        "fct_sales",
-        _schema(
+    t.name: t
+    for t in (
+        _gold(
+            "dim_date",
+            [
+                ("date_key", IntegerType()),
+                ("full_date", DateType()),
+                ("year", IntegerType()),
+                ("quarter", IntegerType()),
+                ("month", IntegerType()),
+                ("day_of_month", IntegerType()),
+                ("day_of_week", IntegerType()),
+                ("day_of_year", IntegerType()),
+                ("is_weekend", BooleanType()),
+            ],
+            by_batch_month=False,
+        ),
+        _gold(
+            "dim_customer",
+            [
+                ("customer_key", LongType()),
+                ("c_custkey", LongType()),
+                ("c_name", StringType()),
+                ("c_address", StringType()),
+                ("c_nationkey", IntegerType()),
+                ("c_nation", StringType()),
+                ("c_region", StringType()),
+                ("c_phone", StringType()),
+                ("c_acctbal", PRICE),
+                ("c_mktsegment", StringType()),
+                (VALID_FROM, DateType()),
+                (VALID_TO, DateType()),
+                (IS_CURRENT, BooleanType()),
+            ],
+            by_batch_month=False,
+        ),
+        _gold(
+            "dim_part",
+            [
+                ("part_key", LongType()),
+                ("p_partkey", LongType()),
+                ("p_name", StringType()),
+                ("p_mfgr", StringType()),
+                ("p_brand", StringType()),
+                ("p_type", StringType()),
+                ("p_size", IntegerType()),
+                ("p_container", StringType()),
+                ("p_retailprice", PRICE),
+            ],
+            by_batch_month=False,
+        ),
+        _gold(
+            "dim_supplier",
+            [
+                ("supplier_key", LongType()),
+                ("s_suppkey", LongType()),
+                ("s_name", StringType()),
+                ("s_address", StringType()),
+                ("s_nationkey", IntegerType()),
+                ("s_nation", StringType()),
+                ("s_region", StringType()),
+                ("s_phone", StringType()),
+                ("s_acctbal", PRICE),
+            ],
+            by_batch_month=False,
+        ),
+        _gold(
+            "fct_sales",
             [
                 ("l_orderkey", LongType()),
                 ("l_linenumber", IntegerType()),
@@ -238,36 +324,57 @@ GOLD_TABLES: dict[str, TableDef] = {
                 ("o_custkey", LongType()),
                 ("l_partkey", LongType()),
                 ("l_suppkey", LongType()),
-                ("l_quantity", DecimalType(15, 2)),
-                ("l_extendedprice", DecimalType(15, 2)),
-                ("l_discount", DecimalType(15, 2)),
-                ("l_tax", DecimalType(15, 2)),
+                ("l_quantity", PRICE),
+                ("l_extendedprice", PRICE),
+                ("l_discount", PRICE),
+                ("l_tax", PRICE),
                 ("revenue", REVENUE),
                 ("l_returnflag", StringType()),
                 ("l_linestatus", StringType()),
                 ("l_shipdate", DateType()),
-                (BATCH_DATE, DateType()),
-                (RUN_ID, StringType()),
-            ]
+                ("date_key", IntegerType()),
+                ("customer_key", LongType()),
+                ("part_key", LongType()),
+                ("supplier_key", LongType()),
+            ],
+            by_batch_month=True,
         ),
-        True,
-    ),
-    "daily_revenue": TableDef(
-        GOLD,
-        "daily_revenue",
-        _schema(
+        _gold(
+            "daily_revenue",
             [
                 ("o_orderdate", DateType()),
                 ("c_mktsegment", StringType()),
+                ("c_nation", StringType()),
                 ("revenue", REVENUE),
                 ("orders", LongType()),
                 ("customers", LongType()),
-                (BATCH_DATE, DateType()),
-                (RUN_ID, StringType()),
-            ]
+            ],
+            by_batch_month=True,
         ),
-        True,
-    ),
+        _gold(
+            "pricing_summary",
+            [
+                ("l_shipdate", DateType()),
+                ("l_returnflag", StringType()),
+                ("l_linestatus", StringType()),
+                ("sum_qty", SUM_2),
+                ("sum_base_price", SUM_2),
+                ("sum_disc_price", REVENUE),
+                ("sum_charge", SUM_6),
+                ("sum_discount", SUM_2),
+                ("count_order", LongType()),
+            ],
+            by_batch_month=True,
+        ),
+    )
+}
+# The key each dimension is merged by: a batch replaces every row of the keys it holds (for
+# dim_customer, a customer's whole version chain).
+GOLD_MERGE_KEYS: dict[str, tuple[str, ...]] = {
+    "dim_date": ("date_key",),
+    "dim_customer": ("c_custkey",),
+    "dim_part": ("p_partkey",),
+    "dim_supplier": ("s_suppkey",),
 }
 
 

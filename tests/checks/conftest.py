@@ -67,14 +67,18 @@ GOLD_SQL = {
     "fct_sales": f"""
         SELECT l_orderkey, l_linenumber, o_orderdate, o_custkey, l_partkey, l_suppkey, l_quantity,
                l_extendedprice, l_discount, l_tax, l_extendedprice * (1 - l_discount) AS revenue,
-               l_returnflag, l_linestatus, l_shipdate, o_orderdate AS _batch_date, '{RUN_ID}' AS _run_id
+               l_returnflag, l_linestatus, l_shipdate, strftime(o_orderdate, '%Y%m%d')::INT AS date_key,
+               o_custkey AS customer_key, l_partkey AS part_key, l_suppkey AS supplier_key,
+               o_orderdate AS _batch_date, '{RUN_ID}' AS _run_id
         FROM lineitem JOIN orders ON l_orderkey = o_orderkey""",
     "daily_revenue": f"""
-        SELECT o_orderdate, c_mktsegment, sum(l_extendedprice * (1 - l_discount)) AS revenue,
+        SELECT o_orderdate, c_mktsegment, n_name AS c_nation,
+               sum(l_extendedprice * (1 - l_discount)) AS revenue,
                count(DISTINCT o_orderkey) AS orders, count(DISTINCT o_custkey) AS customers,
                o_orderdate AS _batch_date, '{RUN_ID}' AS _run_id
         FROM lineitem JOIN orders ON l_orderkey = o_orderkey JOIN customer ON o_custkey = c_custkey
-        GROUP BY o_orderdate, c_mktsegment""",
+        JOIN nation ON c_nationkey = n_nationkey
+        GROUP BY o_orderdate, c_mktsegment, n_name""",
 }
 
 

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Lakehouse, build_lakehouse, silver_sql
 
 from checks.datasource import main, write_datasource
 from checks.gate import contract_path
+from tests.checks.conftest import Lakehouse, build_lakehouse, silver_sql
 
 SODA = Path(sys.executable).parent / "soda"
 

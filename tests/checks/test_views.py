@@ -6,10 +6,10 @@ from datetime import date
 
 import duckdb
 import pytest
-from conftest import Lakehouse
 
 from checks.errors import CheckCouldNotRun, UnsupportedLocation
 from checks.views import create_view, readable_path
+from tests.checks.conftest import Lakehouse
 
 
 def test_local_locations_become_plain_paths() -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from lakehouse.seed import seed
 from pyiceberg.catalog import Catalog
 
 from lakehouse.catalog import open_catalog
 from lakehouse.landing import LandingZone
+from lakehouse.seed import seed
 from lakehouse.settings import Settings
 
 START = date(1995, 3, 1)
