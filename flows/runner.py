@@ -23,6 +23,7 @@ from lakehouse.batches import chunks
 from lakehouse.catalog import ensure_tables, open_catalog
 from lakehouse.errors import LakehouseError
 from lakehouse.landing import LandingZone
+from lakehouse.maintenance import parse_duration
 from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepAudit, StepResult
 from lakehouse.settings import Settings
 from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, TPCH, all_tables
@@ -53,7 +54,7 @@ def code_version() -> str:
 def open_lakehouse(settings: Settings, flow: str, engine: str = "polars") -> Lakehouse:
     """Build the catalog, landing zone and run info once per flow run; create missing tables."""
     catalog = open_catalog(settings)
-    ensure_tables(catalog, all_tables())
+    ensure_tables(catalog, all_tables(), stale_branch_age=parse_duration(settings.stale_branch_age))
     run_id = str(flow_run.get_id() or "local")
     return Lakehouse(catalog, LandingZone(settings.landing), RunInfo(run_id, flow, code_version(), engine))
 
