@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import subprocess
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -24,7 +25,7 @@ from lakehouse.catalog import ensure_tables, open_catalog
 from lakehouse.errors import LakehouseError
 from lakehouse.landing import LandingZone
 from lakehouse.maintenance import parse_duration
-from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepAudit, StepResult
+from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepAudit, StepResult, gold_tables
 from lakehouse.settings import Settings
 from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, TPCH, all_tables
 from tasks.gate import quality_gate
@@ -104,14 +105,21 @@ def process(
             # Facts of any chunk may point at reference rows landed in an earlier one: load every
             # chunk's reference tables first, in date order, then fan the fact chunks out.
             for chunk in parts:
-                process_chunk(lh, chunk, gate, summary, tables=references, gold=False)
+                process_chunk(lh, chunk, gate, summary, tables=references, gold=gold_tables(references))
             tables = facts
         # Plain threads carrying the flow's context, not a parent task: a failed step inside a
         # parent task would roll back the cache records of its completed siblings.
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chunk") as pool:
             futures = [
                 pool.submit(
-                    contextvars.copy_context().run, process_chunk, lh, chunk, gate, summary, tables, True
+                    contextvars.copy_context().run,
+                    process_chunk,
+                    lh,
+                    chunk,
+                    gate,
+                    summary,
+                    tables,
+                    gold_tables(tables),
                 )
                 for chunk in parts
             ]
@@ -130,9 +138,9 @@ def process_chunk(
     gate: StepAudit,
     summary: RunSummary,
     tables: tuple[str, ...] = LOAD_ORDER,
-    gold: bool = True,
+    gold: Sequence[str] = tuple(GOLD_INPUTS),
 ) -> None:
-    """Run the bronze and silver steps of ``tables`` (then gold) for one chunk of batch dates.
+    """Run the bronze and silver steps of ``tables``, then the ``gold`` steps, for one chunk of dates.
 
     Results and failures are recorded in ``summary``; a step whose input failed in this chunk
     (in this call or an earlier one) is skipped.
@@ -144,7 +152,7 @@ def process_chunk(
     steps = (
         [(load_bronze, n, f"bronze.{n}") for n in tables]
         + [(build_silver, n, f"silver.{n}") for n in tables]
-        + ([(build_gold, n, f"gold.{n}") for n in GOLD_INPUTS] if gold else [])
+        + [(build_gold, n, f"gold.{n}") for n in gold]
     )
     for step, name, table_id in steps:
         blocked = [u for u in _upstream(table_id) if u in failed]
@@ -169,5 +177,5 @@ def process_chunk(
                 result.quarantined,
                 result.snapshot_id,
             )
-    if gold:
+    if any(TPCH[n].kind == "fact" for n in tables):  # the chunk is done once its facts ran
         summary.batches.extend(chunk)

@@ -63,13 +63,37 @@ def bronze_sql(table: str) -> str:
     return f"SELECT {columns}, {_meta(table, _batch_date(table))}, NULL::VARCHAR AS _error FROM {table}"
 
 
+_VERSION = f"DATE '{REFERENCE_BATCH}'"
+_CUSTOMER_KEY = f"c_custkey * 100000000 + {REFERENCE_BATCH:%Y%m%d}"
 GOLD_SQL = {
+    "dim_date": f"""
+        SELECT CAST(strftime(o_orderdate, '%Y%m%d') AS INTEGER) AS date_key, o_orderdate AS full_date,
+               year(o_orderdate) AS year, quarter(o_orderdate) AS quarter, month(o_orderdate) AS month,
+               day(o_orderdate) AS day_of_month, isodow(o_orderdate) AS day_of_week,
+               dayofyear(o_orderdate) AS day_of_year, isodow(o_orderdate) >= 6 AS is_weekend,
+               o_orderdate AS _batch_date, '{RUN_ID}' AS _run_id
+        FROM (SELECT DISTINCT o_orderdate FROM orders)""",
+    "dim_customer": f"""
+        SELECT {_CUSTOMER_KEY} AS customer_key, c_custkey, c_name, c_address, c_nationkey,
+               n_name AS c_nation, r_name AS c_region, c_phone, c_acctbal, c_mktsegment,
+               {_VERSION} AS valid_from, NULL::DATE AS valid_to, true AS is_current,
+               {_VERSION} AS _batch_date, '{RUN_ID}' AS _run_id
+        FROM customer JOIN nation ON c_nationkey = n_nationkey JOIN region ON n_regionkey = r_regionkey""",
+    "dim_part": f"""
+        SELECT p_partkey AS part_key, p_partkey, p_name, p_mfgr, p_brand, p_type, p_size, p_container,
+               p_retailprice, {_VERSION} AS _batch_date, '{RUN_ID}' AS _run_id
+        FROM part""",
+    "dim_supplier": f"""
+        SELECT s_suppkey AS supplier_key, s_suppkey, s_name, s_address, s_nationkey, n_name AS s_nation,
+               r_name AS s_region, s_phone, s_acctbal, {_VERSION} AS _batch_date, '{RUN_ID}' AS _run_id
+        FROM supplier JOIN nation ON s_nationkey = n_nationkey JOIN region ON n_regionkey = r_regionkey""",
     "fct_sales": f"""
         SELECT l_orderkey, l_linenumber, o_orderdate, o_custkey, l_partkey, l_suppkey, l_quantity,
                l_extendedprice, l_discount, l_tax, l_extendedprice * (1 - l_discount) AS revenue,
-               l_returnflag, l_linestatus, l_shipdate, strftime(o_orderdate, '%Y%m%d')::INT AS date_key,
-               o_custkey AS customer_key, l_partkey AS part_key, l_suppkey AS supplier_key,
-               o_orderdate AS _batch_date, '{RUN_ID}' AS _run_id
+               l_returnflag, l_linestatus, l_shipdate,
+               CAST(strftime(o_orderdate, '%Y%m%d') AS INTEGER) AS date_key,
+               o_custkey * 100000000 + {REFERENCE_BATCH:%Y%m%d} AS customer_key, l_partkey AS part_key,
+               l_suppkey AS supplier_key, o_orderdate AS _batch_date, '{RUN_ID}' AS _run_id
         FROM lineitem JOIN orders ON l_orderkey = o_orderkey""",
     "daily_revenue": f"""
         SELECT o_orderdate, c_mktsegment, n_name AS c_nation,
@@ -77,8 +101,17 @@ GOLD_SQL = {
                count(DISTINCT o_orderkey) AS orders, count(DISTINCT o_custkey) AS customers,
                o_orderdate AS _batch_date, '{RUN_ID}' AS _run_id
         FROM lineitem JOIN orders ON l_orderkey = o_orderkey JOIN customer ON o_custkey = c_custkey
-        JOIN nation ON c_nationkey = n_nationkey
+             JOIN nation ON c_nationkey = n_nationkey
         GROUP BY o_orderdate, c_mktsegment, n_name""",
+    "pricing_summary": f"""
+        SELECT l_shipdate, l_returnflag, l_linestatus, sum(l_quantity) AS sum_qty,
+               sum(l_extendedprice) AS sum_base_price,
+               sum(l_extendedprice * (1 - l_discount)) AS sum_disc_price,
+               sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) AS sum_charge,
+               sum(l_discount) AS sum_discount, count(*) AS count_order,
+               o_orderdate AS _batch_date, '{RUN_ID}' AS _run_id
+        FROM lineitem JOIN orders ON l_orderkey = o_orderkey
+        GROUP BY l_shipdate, l_returnflag, l_linestatus, o_orderdate""",
 }
 
 
