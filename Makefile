@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint types imports pytest clean
+.PHONY: help install run test lint types imports pytest bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ pytest: install ## the test suite
 	$(PY) -m pytest
 
 test: lint types imports pytest ## Everything CI runs: lint, types, import contracts, tests
+
+bench: install ## Benchmark at TPC-H SF1 (long): bench/results/sf1.json; report: python -m bench.report FILE
+	$(PY) -m bench --scale 1 --out bench/results/sf1.json
 
 clean: ## Remove the local lakehouse state (not the venv)
 	rm -rf .lakehouse
