@@ -194,26 +194,13 @@ def write_audited(
         Exception: whatever ``audit`` raises; the branch is removed and ``main`` is untouched.
 
     """
-    for attempt in range(1, max_attempts + 1):
-        staged = stage(table, data, replace=replace, branch=branch, properties=properties)
-        try:
-            if audit is not None:
-                audit(table, staged)
-            fault_point(WAP_AUDITED)
-            if before_publish is not None:
-                before_publish()
-                fault_point(WAP_HOOK_DONE)
-            publish(table, staged)
-            return staged
-        except CommitConflictError:
-            discard(table, staged)
-            log.warning(
-                "%s: concurrent commit, retrying (attempt %d/%d)", staged.table, attempt, max_attempts
-            )
-        except BaseException:
-            discard(table, staged)
-            raise
-    raise CommitConflictError(f"{table_id(table)}: still conflicting after {max_attempts} attempts")
+    return publish_audited(
+        table,
+        lambda: stage(table, data, replace=replace, branch=branch, properties=properties),
+        audit=audit,
+        before_publish=before_publish,
+        max_attempts=max_attempts,
+    )
 
 
 @dataclass(frozen=True)
