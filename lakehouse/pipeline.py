@@ -7,7 +7,9 @@ Each step reads what it needs through the catalog, runs pure transforms, and com
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -38,7 +40,9 @@ from lakehouse.tables import (
     PROP_CODE_VERSION,
     PROP_ENGINE,
     PROP_FLOW,
+    PROP_INPUTS,
     PROP_RUN_ID,
+    PROP_TASK,
     QUARANTINE,
     ROW_NUMBER,
     RULE,
@@ -119,14 +123,33 @@ class Lakehouse:
         return self.catalog.load_table(table_id)
 
     def properties(self, batches: list[date]) -> dict[str, str]:
-        """Snapshot summary properties for a commit covering ``batches``."""
+        """Snapshot summary properties for a commit covering ``batches`` (and the step: :func:`stamping`)."""
         return {
             PROP_RUN_ID: self.run.run_id,
             PROP_FLOW: self.run.flow,
             PROP_BATCHES: format_ranges(batches),
             PROP_ENGINE: self.run.engine,
             PROP_CODE_VERSION: self.run.code_version,
+            **(_STAMP.get() or {}),
         }
+
+
+_STAMP: ContextVar[Mapping[str, str] | None] = ContextVar("lakehouse_step_stamp", default=None)
+
+
+@contextmanager
+def stamping(task: str, inputs: Mapping[str, int | None]) -> Iterator[None]:
+    """Stamp the commits made inside with the step and what it read.
+
+    ``lakehouse.task`` is the step; ``lakehouse.inputs`` lists ``name@snapshot`` (a bare name for a
+    source without snapshots).
+    """
+    text = ",".join(name if snap is None else f"{name}@{snap}" for name, snap in sorted(inputs.items()))
+    token = _STAMP.set({PROP_TASK: task, PROP_INPUTS: text})
+    try:
+        yield
+    finally:
+        _STAMP.reset(token)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ PROP_BATCHES = "lakehouse.batches"
 PROP_PROMOTED = "lakehouse.promoted"
 PROP_ENGINE = "lakehouse.engine"
 PROP_CODE_VERSION = "lakehouse.code-version"
+PROP_TASK = "lakehouse.task"
+PROP_INPUTS = "lakehouse.inputs"  # input tables and the snapshot ids read: ``silver.orders@123,tpch.orders``
 
 ColumnType = Literal["bigint", "int", "decimal", "date", "string"]
 DECIMAL_PRECISION, DECIMAL_SCALE = 15, 2

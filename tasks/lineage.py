@@ -45,7 +45,7 @@ from pyiceberg.catalog import Catalog
 from checks.result import GateResult
 from lakehouse.batches import format_ranges
 from lakehouse.pipeline import Lakehouse, StepResult
-from lakehouse.tables import NAMESPACES, PROP_BATCHES, PROP_ENGINE, PROP_RUN_ID, TPCH
+from lakehouse.tables import NAMESPACES, PROP_BATCHES, PROP_ENGINE, PROP_INPUTS, PROP_RUN_ID, TPCH
 
 if TYPE_CHECKING:
     from openlineage.client.client import OpenLineageClient
@@ -69,9 +69,7 @@ FACET_SCHEMA = "urn:lakehouse-platform:openlineage:facets:{name}:1-0-0"
 RUN_FACET = "lakehouse_run"
 SNAPSHOT_FACET = "lakehouse_snapshot"
 
-# Snapshot summary keys stamped by lakehouse.pipeline; read when present (the lead's change adds
-# PROP_TASK and PROP_INPUTS to lakehouse.tables: import them from there once it lands).
-PROP_INPUTS = "lakehouse.inputs"
+# Snapshot summary keys stamped by lakehouse.pipeline (``lakehouse.*``); read when present.
 _SUMMARY_PREFIX = "lakehouse."
 
 StepStatus = Literal["completed", "failed", "aborted"]

@@ -18,6 +18,16 @@ from tasks.cache import step_cache_key
 from tasks.retry import transient_only
 
 RETRIES = 3
+
+
+def _inputs(lh: Lakehouse, layer: str, name: str, batches: list[date]) -> dict[str, int | None]:
+    """What the step reads, for the ``lakehouse.inputs`` stamp: landed files by source, tables by snapshot."""
+    if layer == BRONZE:
+        return {identifier(SOURCE, name): None}
+    read = pipeline.step_inputs(lh, layer, name, batches)
+    return {table: int(snapshot) if snapshot.isdigit() else None for table, snapshot in read.items()}
+
+
 RETRY_DELAYS: list[float] = [1, 5, 15]
 
 
@@ -32,7 +42,10 @@ RETRY_DELAYS: list[float] = [1, 5, 15]
 )
 def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Land a table's files of these batches into bronze."""
-    with lineage.step(lh, identifier(BRONZE, name), batches, inputs=[identifier(SOURCE, name)]) as step:
+    with (
+        lineage.step(lh, identifier(BRONZE, name), batches, inputs=[identifier(SOURCE, name)]) as step,
+        pipeline.stamping(identifier(BRONZE, name), _inputs(lh, BRONZE, name, batches)),
+    ):
         return step.complete(pipeline.load_bronze(lh, name, batches, audit))
 
 
@@ -48,13 +61,16 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
 def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Conform a table's bronze rows of these batches into silver and quarantine."""
     parents = [identifier(SILVER, parent) for parent, _ in FOREIGN_KEYS.get(name, {}).values()]
-    with lineage.step(
-        lh,
-        identifier(SILVER, name),
-        batches,
-        inputs=[identifier(BRONZE, name), *dict.fromkeys(parents)],
-        outputs=[identifier(SILVER, name), identifier(QUARANTINE, name)],
-    ) as step:
+    with (
+        lineage.step(
+            lh,
+            identifier(SILVER, name),
+            batches,
+            inputs=[identifier(BRONZE, name), *dict.fromkeys(parents)],
+            outputs=[identifier(SILVER, name), identifier(QUARANTINE, name)],
+        ) as step,
+        pipeline.stamping(identifier(SILVER, name), _inputs(lh, SILVER, name, batches)),
+    ):
         return step.complete(pipeline.build_silver(lh, name, batches, audit))
 
 
@@ -69,5 +85,8 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
 )
 def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Rebuild a gold table for these batches."""
-    with lineage.step(lh, identifier(GOLD, name), batches, inputs=GOLD_INPUTS[name]) as step:
+    with (
+        lineage.step(lh, identifier(GOLD, name), batches, inputs=GOLD_INPUTS[name]) as step,
+        pipeline.stamping(identifier(GOLD, name), _inputs(lh, GOLD, name, batches)),
+    ):
         return step.complete(pipeline.build_gold(lh, name, batches, audit))

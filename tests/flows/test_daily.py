@@ -182,3 +182,20 @@ def test_backfill_with_concurrent_chunks_equals_a_sequential_one(clean_landing: 
     backfill(start=clean_landing.dates[0], end=clean_landing.dates[-1], chunk_days=2, concurrency=3)
     for table_id in TABLES:
         assert content(concurrent, table_id).equals(content(sequential, table_id)), table_id
+
+
+def test_every_snapshot_names_its_task_and_the_input_snapshots_it_read(
+    clean_landing: Landing,
+    use_home,  # type: ignore[no-untyped-def]
+) -> None:
+    catalog = use_home(clean_landing)
+    daily()
+    silver = catalog.load_table("silver.orders").current_snapshot()
+    assert silver is not None and silver.summary is not None
+    props = silver.summary.additional_properties
+    assert props["lakehouse.task"] == "silver.orders"
+    inputs = dict(part.split("@") for part in props["lakehouse.inputs"].split(","))
+    assert set(inputs) == {"bronze.orders", "silver.customer"}
+    assert inputs["bronze.orders"] == str(catalog.load_table("bronze.orders").current_snapshot().snapshot_id)  # type: ignore[union-attr]
+    bronze = catalog.load_table("bronze.orders").current_snapshot()
+    assert bronze.summary.additional_properties["lakehouse.inputs"] == "tpch.orders"  # type: ignore[union-attr]
