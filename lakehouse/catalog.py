@@ -40,6 +40,7 @@ from lakehouse.errors import (
     LakehouseError,
 )
 from lakehouse.publish import DEFAULT_STALE_BRANCH_AGE, remove_stale_branches, stale_branches
+from lakehouse.schema import evolve
 from lakehouse.settings import Settings
 from lakehouse.tables import NAMESPACES, TableDef
 
@@ -303,7 +304,10 @@ def ensure_tables(
     *,
     stale_branch_age: timedelta | None = DEFAULT_STALE_BRANCH_AGE,
 ) -> None:
-    """Create the namespaces and any missing table; existing tables are left as they are.
+    """Create the namespaces and any missing table; bring existing tables to their defined schema.
+
+    Additive schema changes (new optional columns, widenings) are applied to existing tables; a
+    breaking one raises ``SchemaEvolutionError`` naming the ``lakehouse migrate`` command to run.
 
     With ``stale_branch_age`` (default one hour; None to skip), the audit branches that runs which
     died left on existing tables and that are older than it are removed (best effort: a conflict
@@ -324,6 +328,7 @@ def ensure_tables(
                 )
             except TableAlreadyExistsError:
                 loaded = catalog.load_table(table.identifier)
+        evolve(loaded, table.schema)
         if loaded.current_snapshot() is None:
             # Audit branches can only be cut from a snapshot: start every table with an empty one.
             with contextlib.suppress(CommitFailedException):  # another run did it first

@@ -178,3 +178,19 @@ def test_parse_type() -> None:
     assert parse_type(" long ") == LongType()
     with pytest.raises(SchemaEvolutionError, match="unknown type 'bigint'"):
         parse_type("bigint")
+
+
+def test_ensure_tables_applies_additive_changes_to_existing_tables(tmp_path: Path) -> None:
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.schema import Schema
+
+    from lakehouse.catalog import ensure_tables
+    from lakehouse.tables import ERROR, bronze_table
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
+    catalog.create_namespace("bronze")
+    spec = bronze_table("region")
+    older = Schema(*[f for f in spec.schema.fields if f.name != ERROR])
+    catalog.create_table(spec.identifier, older, partition_spec=spec.partition_spec())
+    ensure_tables(catalog, [spec])
+    assert catalog.load_table(spec.identifier).schema().column_names[-1] == ERROR
