@@ -18,6 +18,7 @@ import os
 import shutil
 import statistics
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -141,10 +142,19 @@ class Bench:
         return result
 
     def save(self) -> None:
-        """Write the results so far (atomically, so a crash leaves the last complete state)."""
+        """Write the results so far (atomically, so a crash leaves the last complete state).
+
+        Paths of this machine are written as ``python``, ``$TMPDIR`` or ``$WORKDIR``, so result
+        files can be committed and compared.
+        """
+        text = json.dumps(self.results, indent=1, default=str) + "\n"
+        workdir, tmpdir = str(self.options.workdir), tempfile.gettempdir()
+        if not workdir.startswith(tmpdir + os.sep):
+            text = text.replace(workdir, "$WORKDIR")
+        text = text.replace(sys.executable, "python").replace(tmpdir + os.sep, "$TMPDIR" + os.sep)
         self.options.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.options.out.with_suffix(self.options.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.results, indent=1, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(self.options.out)
 
     # -- the run ---------------------------------------------------------------------------------
