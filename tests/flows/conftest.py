@@ -16,6 +16,7 @@ from lakehouse.catalog import open_catalog
 from lakehouse.landing import LandingZone
 from lakehouse.seed import seed
 from lakehouse.settings import Settings
+from lakehouse.tables import LOAD_ORDER
 
 START = date(1995, 3, 1)
 DAYS = 6
@@ -84,3 +85,22 @@ def landed(landing: Landing, table: str) -> pl.DataFrame:
             rel = con.sql(f"select * from read_parquet('{path}')")
         frames.append(rel.pl().with_columns(pl.all().cast(pl.String)))
     return pl.concat(frames, how="diagonal")
+
+
+def negative_prices(landing: Landing, root: Path, first: date, bad_day: date) -> Landing:
+    """Days ``first`` and ``bad_day`` of ``landing``, most lineitem prices of ``bad_day`` negative."""
+    zone = LandingZone(str(root / "landing"))
+    for name in LOAD_ORDER:
+        for f in landing.zone.files(name, [first, bad_day]):
+            data = Path(f.path).read_bytes()
+            if name == "lineitem" and f.batch == bad_day:
+                frame = pl.read_csv(data, infer_schema=False)
+                frame = frame.with_columns(
+                    pl.when(pl.int_range(pl.len()) % 4 != 0)
+                    .then("-" + pl.col("l_extendedprice"))
+                    .otherwise(pl.col("l_extendedprice"))
+                    .alias("l_extendedprice")
+                )
+                data = frame.write_csv().encode()
+            zone.write(name, f.batch, Path(f.path).name, data)
+    return Landing(zone.uri, zone, zone.batches())

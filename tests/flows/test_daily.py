@@ -13,12 +13,11 @@ import pytest
 from flows.backfill import backfill
 from flows.daily import daily
 from flows.runner import RunFailed
-from lakehouse.landing import LandingZone
 from lakehouse.publish import promoted
 from lakehouse.seed import read_report
 from lakehouse.settings import Settings
 from lakehouse.tables import LOAD_ORDER, TPCH
-from tests.flows.conftest import Landing, content, landed
+from tests.flows.conftest import Landing, content, landed, negative_prices
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 TABLES = [f"{ns}.{t}" for ns in ("bronze", "silver") for t in LOAD_ORDER] + [
@@ -139,21 +138,7 @@ def test_a_batch_breaking_its_contract_publishes_nothing_downstream(
     first, bad_day = clean_landing.dates[0], clean_landing.dates[1]
     daily(date=first)
     # the next day lands with most lineitem prices negative
-    zone = LandingZone(str(tmp_path / "landing"))
-    for name in LOAD_ORDER:
-        for f in clean_landing.zone.files(name, [first, bad_day]):
-            data = Path(f.path).read_bytes()
-            if name == "lineitem" and f.batch == bad_day:
-                frame = pl.read_csv(data, infer_schema=False)
-                frame = frame.with_columns(
-                    pl.when(pl.int_range(pl.len()) % 4 != 0)
-                    .then("-" + pl.col("l_extendedprice"))
-                    .otherwise(pl.col("l_extendedprice"))
-                    .alias("l_extendedprice")
-                )
-                data = frame.write_csv().encode()
-            zone.write(name, f.batch, Path(f.path).name, data)
-    catalog = use_home(Landing(zone.uri, zone, zone.batches()), "home")
+    catalog = use_home(negative_prices(clean_landing, tmp_path, first, bad_day), "home")
     downstream = ["silver.lineitem", "gold.fct_sales", "gold.daily_revenue"]
     before = {t: catalog.load_table(t).current_snapshot() for t in [*downstream, "quarantine.lineitem"]}
     with pytest.raises(RunFailed, match=r"silver\.lineitem"):

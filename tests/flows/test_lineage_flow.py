@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 import pytest
 from prefect import flow
@@ -28,7 +27,7 @@ from lakehouse.publish import audit_branch, write_audited
 from lakehouse.settings import Settings
 from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, bronze_table, quarantine_table, silver_table
 from tasks import lineage
-from tests.flows.conftest import Landing, landed
+from tests.flows.conftest import Landing, landed, negative_prices
 
 Events = Callable[[], list[dict[str, Any]]]
 
@@ -182,21 +181,7 @@ def test_a_failing_gate_emits_fail_with_the_failing_checks(
     first, bad_day = clean_landing.dates[0], clean_landing.dates[1]
     daily(date=first)  # lineage not configured yet: emits nothing
     # the next day lands with most lineitem prices negative (as in test_daily)
-    zone = LandingZone(str(tmp_path / "landing"))
-    for name in LOAD_ORDER:
-        for f in clean_landing.zone.files(name, [first, bad_day]):
-            data = Path(f.path).read_bytes()
-            if name == "lineitem" and f.batch == bad_day:
-                frame = pl.read_csv(data, infer_schema=False)
-                frame = frame.with_columns(
-                    pl.when(pl.int_range(pl.len()) % 4 != 0)
-                    .then("-" + pl.col("l_extendedprice"))
-                    .otherwise(pl.col("l_extendedprice"))
-                    .alias("l_extendedprice")
-                )
-                data = frame.write_csv().encode()
-            zone.write(name, f.batch, Path(f.path).name, data)
-    use_home(Landing(zone.uri, zone, zone.batches()), "home")
+    use_home(negative_prices(clean_landing, tmp_path, first, bad_day), "home")
     events = file_lineage()
     with pytest.raises(RunFailed, match=r"silver\.lineitem"):
         daily_with_metrics(bad_day)
