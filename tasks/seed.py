@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lakehouse.seed import SeedReport, seed
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from lakehouse.landing import LandingZone
+from lakehouse.seed import SeedReport, seed
 
 
 @task(name="seed", cache_policy=NO_CACHE)
