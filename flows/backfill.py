@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 
 from flows.metrics import record_run
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process
+from lakehouse.errors import ConfigurationError
 from lakehouse.settings import EngineChoice, Settings
 
 
@@ -37,7 +38,7 @@ def backfill(
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     started = datetime.now(UTC)
     settings = Settings()
-    lh = open_lakehouse(settings, "backfill")
+    lh = open_lakehouse(settings, "backfill", engine)
     dates = [d for d in lh.zone.batches() if start <= d <= end]
     if not dates:
         raise RunFailed(f"no landed batches between {start} and {end} in {settings.landing}")
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         logging.getLogger(__name__).error("backfill failed: %s", exc)
         return 1
+    except ConfigurationError as exc:
+        logging.getLogger(__name__).error("backfill cannot start: %s", exc)
+        return 2
     return 0
 
 

@@ -18,6 +18,7 @@ from prefect.runtime import flow_run
 
 from flows.metrics import record_run
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process
+from lakehouse.errors import ConfigurationError
 from lakehouse.pipeline import pending_batches
 from lakehouse.settings import EngineChoice, Settings
 from tasks.seed import seed_landing
@@ -42,7 +43,7 @@ def daily(date: Date | None = None, engine: EngineChoice = "auto") -> RunSummary
     logger = get_run_logger()
     started = datetime.now(UTC)
     settings = Settings()
-    lh = open_lakehouse(settings, "daily")
+    lh = open_lakehouse(settings, "daily", engine)
     if settings.landing_uri is None and lh.zone.is_empty():
         logger.info(
             "demo landing zone %s is empty: seeding TPC-H SF%s", settings.landing, settings.demo_scale
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         logging.getLogger(__name__).error("daily run failed: %s", exc)
         return 1
+    except ConfigurationError as exc:
+        logging.getLogger(__name__).error("daily cannot start: %s", exc)
+        return 2
     return 0
 
 

@@ -22,11 +22,14 @@ from checks.report import write_index
 from checks.result import GateResult
 from lakehouse.batches import chunks
 from lakehouse.catalog import ensure_tables, open_catalog
+from lakehouse.engines import EngineUnavailableError
+from lakehouse.engines.spark import spark_unavailable
 from lakehouse.errors import LakehouseError
 from lakehouse.landing import LandingZone
 from lakehouse.maintenance import parse_duration
 from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepAudit, StepResult, gold_tables
-from lakehouse.settings import Settings
+from lakehouse.router import Router
+from lakehouse.settings import EngineChoice, Settings
 from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, TPCH, all_tables
 from tasks.gate import quality_gate
 from tasks.pipeline import build_gold, build_silver, load_bronze
@@ -52,12 +55,25 @@ def code_version() -> str:
         return version("lakehouse-platform")
 
 
-def open_lakehouse(settings: Settings, flow: str, engine: str = "polars") -> Lakehouse:
-    """Build the catalog, landing zone and run info once per flow run; create missing tables."""
+def open_lakehouse(settings: Settings, flow: str, engine: EngineChoice = "auto") -> Lakehouse:
+    """Build the catalog, landing zone, run info and engine router once per flow run; create missing tables.
+
+    The SparkSession is started only when the router first picks Spark (``settings.spark_master``
+    and ``settings.spark_conf``).
+
+    Raises:
+        EngineUnavailableError: if ``engine`` is ``spark`` and Spark cannot run here.
+
+    """
+    unavailable = spark_unavailable(settings.spark_master) if engine == "spark" else None
+    if unavailable is not None:  # before anything is written
+        raise EngineUnavailableError(f"--engine spark: {unavailable}")
     catalog = open_catalog(settings)
     ensure_tables(catalog, all_tables(), stale_branch_age=parse_duration(settings.stale_branch_age))
     run_id = str(flow_run.get_id() or "local")
-    return Lakehouse(catalog, LandingZone(settings.landing), RunInfo(run_id, flow, code_version(), engine))
+    router = Router(engine, settings.engine_threshold_bytes, settings.spark_master, settings.spark_conf)
+    run = RunInfo(run_id, flow, code_version(), engine)
+    return Lakehouse(catalog, LandingZone(settings.landing), run, router=router)
 
 
 @dataclass

@@ -12,22 +12,26 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
+import narwhals.stable.v2 as nw
 import polars as pl
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
 from lakehouse.batches import format_ranges
+from lakehouse.engines import Engine, FrameT, Written, shape
 from lakehouse.errors import CommitConflictError
 from lakehouse.files import batch_filter
 from lakehouse.landing import LandingZone
 from lakehouse.merge import MergeData, MergeResult, merge
 from lakehouse.publish import Data, Staged, audit_branch, discard, promoted, publish, stage, write_audited
 from lakehouse.readers import read_landed
+from lakehouse.router import Decision, Router, Work, table_work
 from lakehouse.schema import evolve
+from lakehouse.settings import EngineChoice
 from lakehouse.tables import (
     BATCH_DATE,
     BRONZE,
@@ -39,6 +43,7 @@ from lakehouse.tables import (
     PROP_BATCHES,
     PROP_CODE_VERSION,
     PROP_ENGINE,
+    PROP_ENGINE_REASON,
     PROP_FLOW,
     PROP_INPUTS,
     PROP_RUN_ID,
@@ -56,6 +61,7 @@ from lakehouse.tables import (
 from lakehouse.transforms import gold as gold_transforms
 from lakehouse.transforms import marts, star
 from lakehouse.transforms.bronze import to_bronze
+from lakehouse.transforms.frames import lazy
 from lakehouse.transforms.silver import conform, merge_latest
 
 log = logging.getLogger(__name__)
@@ -106,17 +112,18 @@ class RunInfo:
     run_id: str
     flow: str
     code_version: str
-    engine: str = "polars"
+    engine: EngineChoice = "polars"  # the run's --engine; each snapshot is stamped with its step's pick
 
 
 @dataclass(frozen=True)
 class Lakehouse:
-    """What every step needs: the catalog, the landing zone and the run."""
+    """What every step needs: the catalog, the landing zone, the run and its engine router."""
 
     catalog: Catalog
     zone: LandingZone
     run: RunInfo
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    router: Router = field(default_factory=Router)
 
     def table(self, table_id: str) -> Table:
         """Load a table by identifier."""
@@ -124,17 +131,24 @@ class Lakehouse:
 
     def properties(self, batches: list[date]) -> dict[str, str]:
         """Snapshot summary properties for a commit covering ``batches`` (and the step: :func:`stamping`)."""
+        decision = _DECISION.get()
         return {
             PROP_RUN_ID: self.run.run_id,
             PROP_FLOW: self.run.flow,
             PROP_BATCHES: format_ranges(batches),
-            PROP_ENGINE: self.run.engine,
+            PROP_ENGINE: self.run.engine if decision is None else decision.engine,
+            **({} if decision is None else {PROP_ENGINE_REASON: decision.reason}),
             PROP_CODE_VERSION: self.run.code_version,
             **(_STAMP.get() or {}),
         }
 
+    def constants(self) -> dict[str, object]:
+        """The load-metadata columns every row a run writes gets (tables lacking one ignore it)."""
+        return {RUN_ID: self.run.run_id, LOADED_AT: self.loaded_at}
+
 
 _STAMP: ContextVar[Mapping[str, str] | None] = ContextVar("lakehouse_step_stamp", default=None)
+_DECISION: ContextVar[Decision | None] = ContextVar("lakehouse_engine_decision", default=None)
 
 
 @contextmanager
@@ -152,6 +166,24 @@ def stamping(task: str, inputs: Mapping[str, int | None]) -> Iterator[None]:
         _STAMP.reset(token)
 
 
+@contextmanager
+def _deciding(decision: Decision) -> Iterator[None]:
+    """Stamp the commits made inside with the engine that computed them and why."""
+    token = _DECISION.set(decision)
+    try:
+        yield
+    finally:
+        _DECISION.reset(token)
+
+
+@contextmanager
+def _routed(lh: Lakehouse, table_id: str, work: Work) -> Iterator[Engine[Any]]:
+    """The engine the router picks for the step writing ``table_id``; its commits are stamped with it."""
+    engine, decision = lh.router.route(table_id, work)
+    with _deciding(decision):
+        yield engine
+
+
 @dataclass(frozen=True)
 class StepResult:
     """What a step did, for logs, artifacts and tests."""
@@ -165,23 +197,10 @@ class StepResult:
     skipped: str | None = None  # why nothing was written
 
 
-def _arrow(frame: pl.DataFrame, table: Table) -> pa.Table:
-    """``frame`` shaped as the table's Arrow schema (column order and types)."""
-    target = schema_to_pyarrow(table.schema(), include_field_ids=False)
-    return frame.select(target.names).to_arrow().cast(target)
-
-
-def _stamped(lh: Lakehouse, table: Table, frame: pl.DataFrame) -> pa.Table:
-    stamped = frame.with_columns(pl.lit(lh.run.run_id).alias(RUN_ID))
-    if LOADED_AT in table.schema().column_names:
-        stamped = stamped.with_columns(pl.lit(lh.loaded_at, dtype=pl.Datetime("us", "UTC")).alias(LOADED_AT))
-    return _arrow(stamped, table)
-
-
 def _write(
     lh: Lakehouse,
     table: Table,
-    frame: pl.DataFrame | Callable[[int], pl.DataFrame],
+    data: Data,
     batches: list[date],
     *,
     replace_all: bool,
@@ -194,9 +213,6 @@ def _write(
         if audit is not None:
             audit(AuditRequest(staged.table, staged.snapshot_id, tuple(batches), counts, references or {}))
 
-    data: Data = (
-        (lambda base: _stamped(lh, table, frame(base))) if callable(frame) else _stamped(lh, table, frame)
-    )
     return write_audited(
         table,
         data,
@@ -208,16 +224,24 @@ def _write(
     )
 
 
-def _scan(lh: Lakehouse, table_id: str, batches: list[date] | None = None) -> pl.LazyFrame:
-    frame = pl.scan_iceberg(lh.table(table_id))
-    return frame if batches is None else frame.filter(pl.col(BATCH_DATE).is_in(batches))
+def _read(lh: Lakehouse, engine: Engine[FrameT], table_id: str, batches: list[date] | None = None) -> FrameT:
+    return engine.read_table(lh.table(table_id), batches=batches)
+
+
+def _work(lh: Lakehouse, table_ids: Iterable[str], batches: list[date]) -> Work:
+    """The work of a step reading ``batches`` of ``table_ids``, from their manifests."""
+    return sum((table_work(lh.table(t), batches) for t in table_ids), Work(0, 0))
+
+
+BRONZE_DECISION = "landed files are parsed in process, one file at a time, by the validating reader"
 
 
 def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Land ``name``'s files of ``batches`` into ``bronze.<name>`` (replacing those batches).
 
     Every landed row is loaded, and a file that cannot be read as one row whose ``_error`` says
-    why (see :mod:`lakehouse.readers`). Files are parsed one at a time, each straight into the batch.
+    why (see :mod:`lakehouse.readers`). Files are parsed one at a time, each straight into the batch,
+    always in process: the reader's rules (exact field counts, strict UTF-8, ...) are its own.
 
     Raises:
         LandingError: if a landed file cannot be fetched (an I/O error, not its content).
@@ -241,17 +265,26 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     landed = sorted({f.batch for f in files})
     unreadable = rows.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
     counts = {"landed_rows": rows.height, "files": len(files), "unreadable_files": unreadable}
-    staged = _write(lh, lh.table(table_id), rows, landed, replace_all=False, audit=audit, counts=counts)
+    decision = Decision("polars", BRONZE_DECISION, sum(f.size for f in files), None)
+    with _deciding(decision):
+        data = shape(lh.table(table_id), rows.to_arrow(), lh.constants())
+        staged = _write(lh, lh.table(table_id), data, landed, replace_all=False, audit=audit, counts=counts)
     return StepResult(table_id, tuple(landed), rows.height, rows.height, 0, staged.snapshot_id)
 
 
-def _parents(lh: Lakehouse, name: str, batches: list[date]) -> dict[str, pl.LazyFrame]:
+def _parents(lh: Lakehouse, engine: Engine[FrameT], name: str, batches: list[date]) -> dict[str, FrameT]:
     parents = {}
     for column, (parent, key) in FOREIGN_KEYS.get(name, {}).items():
         # Facts land with their parents' batch (lineitem with its order): look in the same batches.
         scope = batches if TPCH[parent].kind == "fact" else None
-        parents[column] = _scan(lh, identifier(SILVER, parent), scope).select(key)
+        parents[column] = lazy(_read(lh, engine, identifier(SILVER, parent), scope)).select(key).to_native()
     return parents
+
+
+def _silver_inputs(name: str) -> list[str]:
+    return [identifier(BRONZE, name)] + [
+        identifier(SILVER, p) for p, _ in FOREIGN_KEYS.get(name, {}).values()
+    ]
 
 
 def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
@@ -259,30 +292,44 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
 
     Facts replace their batches; reference tables are merged by key (latest batch wins). The
     quarantine rows are published after the silver audit passes and before silver's ``main``
-    moves, so a rerun after a crash converges.
+    moves, so a rerun after a crash converges. Runs on the engine the router picks for the
+    bronze rows and parent keys it reads.
     """
     table_id = identifier(SILVER, name)
+    with _routed(lh, table_id, _work(lh, dict.fromkeys(_silver_inputs(name)), batches)) as engine:
+        return _build_silver(lh, engine, name, batches, audit)
+
+
+def _build_silver(
+    lh: Lakehouse, engine: Engine[FrameT], name: str, batches: list[date], audit: StepAudit | None
+) -> StepResult:
+    table_id = identifier(SILVER, name)
     spec = TPCH[name]
-    bronze = _scan(lh, identifier(BRONZE, name), batches).collect()
-    if bronze.is_empty():
+    bronze = engine.materialize(_read(lh, engine, identifier(BRONZE, name), batches))
+    present = engine.batches(bronze)
+    if not present:
         return StepResult(table_id, tuple(batches), skipped="no bronze rows")
-    present = sorted(bronze.get_column(BATCH_DATE).unique().to_list())
-    if ERROR not in bronze.columns:  # loaded before `_error` existed
-        bronze = bronze.with_columns(pl.lit(None, dtype=pl.String).alias(ERROR))
     # Rows the reader could not use (a whole file, or one row) bypass conform: their rule is its reason.
-    unusable = bronze.lazy().filter(pl.col(ERROR).is_not_null()).rename({ERROR: RULE})
+    rows = lazy(bronze)
     result = conform(
-        bronze.lazy().filter(pl.col(ERROR).is_null()).drop(ERROR), spec, _parents(lh, name, present)
+        rows.filter(nw.col(ERROR).is_null()).drop(ERROR).to_native(),
+        spec,
+        _parents(lh, engine, name, present),
     )
-    rejected_all = pl.concat([result.rejected, unusable], how="diagonal").sort(
-        BATCH_DATE, SOURCE_FILE, ROW_NUMBER
+    conformed = lazy(result.rejected)
+    unusable = rows.filter(~nw.col(ERROR).is_null()).rename({ERROR: RULE})
+    rejected = engine.materialize(
+        nw.concat([conformed, unusable.select(conformed.collect_schema().names())])
+        .sort(BATCH_DATE, SOURCE_FILE, ROW_NUMBER)
+        .to_native()
     )
-    good_rows, rejected = pl.collect_all([result.good, rejected_all])
-    counts = {"landed_rows": bronze.height, "quarantined_rows": rejected.height}
+    good = engine.materialize(result.good)
+    rows_in, quarantined = engine.count(bronze), engine.count(rejected)
+    counts = {"landed_rows": rows_in, "quarantined_rows": quarantined}
     quarantine = lh.table(identifier(QUARANTINE, name))
     # The quarantine rows are staged first so the silver audit can count them, and published
     # only once that audit passed, just before silver's main moves.
-    rejected_rows = _stamped(lh, quarantine, rejected)
+    rejected_rows = engine.write(quarantine, rejected, constants=lh.constants())
     staged_quarantine = stage(
         quarantine,
         rejected_rows,
@@ -302,7 +349,7 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
             discard(quarantine, staged_quarantine)
             write_audited(
                 quarantine,
-                rejected_rows,
+                engine.write(quarantine, rejected, constants=lh.constants()),
                 replace=batch_filter(present),
                 branch=audit_branch(lh.run.run_id),
                 properties=lh.properties(present),
@@ -311,18 +358,22 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
         published = True
 
     table = lh.table(table_id)
-    rows: pl.DataFrame | Callable[[int], pl.DataFrame] = good_rows
+    data: Data
     if spec.kind == "reference":
         # Merged with main as of the branch base: a retry after a concurrent commit re-merges.
-        def rows(base: int) -> pl.DataFrame:
-            current = pl.scan_iceberg(table, snapshot_id=base)
-            return merge_latest(current, good_rows.lazy(), spec.key, present).collect()
+        def data(base: int) -> Written:
+            current = engine.read_table(table, snapshot_id=base)
+            return engine.write(
+                table, merge_latest(current, good, spec.key, present), constants=lh.constants()
+            )
 
+    else:
+        data = engine.write(table, good, constants=lh.constants())
     try:
         staged = _write(
             lh,
             table,
-            rows,
+            data,
             present,
             replace_all=spec.kind == "reference",
             audit=audit,
@@ -333,41 +384,44 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
     finally:
         if not published:
             discard(quarantine, staged_quarantine)
-    loaded = bronze.height - rejected.height
-    log.info("%s: %d rows in, %d loaded, %d quarantined", table_id, bronze.height, loaded, rejected.height)
-    return StepResult(table_id, tuple(present), bronze.height, loaded, rejected.height, staged.snapshot_id)
+    loaded = rows_in - quarantined
+    log.info("%s: %d rows in, %d loaded, %d quarantined", table_id, rows_in, loaded, quarantined)
+    return StepResult(table_id, tuple(present), rows_in, loaded, quarantined, staged.snapshot_id)
 
 
-def _gold_rows(lh: Lakehouse, name: str, batches: list[date]) -> pl.LazyFrame:
+def _gold_rows(lh: Lakehouse, engine: Engine[FrameT], name: str, batches: list[date]) -> FrameT:
     """The rows of ``gold.<name>`` for ``batches``; ``dim_customer``'s come from ``_customer_chains``.
 
     Raises:
         ValueError: if ``name`` is no such gold table.
 
     """
+
+    def read(table_id: str, scope: list[date] | None = None) -> FrameT:
+        return _read(lh, engine, table_id, scope)
+
     if name == "dim_date":
-        return star.dim_date(_scan(lh, "silver.orders", batches))
+        return star.dim_date(read("silver.orders", batches))
     if name == "dim_part":
-        return star.dim_part(_scan(lh, "silver.part", batches))
+        return star.dim_part(read("silver.part", batches))
     if name == "dim_supplier":
-        nation, region = _scan(lh, "silver.nation"), _scan(lh, "silver.region")
-        return star.dim_supplier(_scan(lh, "silver.supplier", batches), nation, region)
-    if name == "fct_sales":
-        sales = gold_transforms.fct_sales(
-            _scan(lh, "silver.lineitem", batches), _scan(lh, "silver.orders", batches)
+        return star.dim_supplier(
+            read("silver.supplier", batches), read("silver.nation"), read("silver.region")
         )
-        dimensions = (_scan(lh, f"gold.{d}") for d in ("dim_customer", "dim_part", "dim_supplier"))
+    if name == "fct_sales":
+        sales = gold_transforms.fct_sales(read("silver.lineitem", batches), read("silver.orders", batches))
+        dimensions = (read(f"gold.{d}") for d in ("dim_customer", "dim_part", "dim_supplier"))
         return star.with_dimension_keys(sales, *dimensions)
     if name == "daily_revenue":
-        return marts.daily_revenue(_scan(lh, "gold.fct_sales", batches), _scan(lh, "gold.dim_customer"))
+        return marts.daily_revenue(read("gold.fct_sales", batches), read("gold.dim_customer"))
     if name == "pricing_summary":
-        return marts.pricing_summary(_scan(lh, "gold.fct_sales", batches))
+        return marts.pricing_summary(read("gold.fct_sales", batches))
     raise ValueError(f"no gold table {name!r}")
 
 
 def _customer_chains(
-    lh: Lakehouse, table: Table, batches: list[date]
-) -> tuple[Callable[[int], pl.DataFrame], list[date], int]:
+    lh: Lakehouse, engine: Engine[FrameT], table: Table, batches: list[date]
+) -> tuple[Callable[[int], pa.Table], list[date], int]:
     """``dim_customer``'s chains for ``batches``: a function of the base snapshot, their batches, versions in.
 
     The versions of ``batches`` are bronze's customer rows conformed by the silver rules (a row
@@ -375,37 +429,39 @@ def _customer_chains(
     same customers as of the snapshot the merge is planned against, so a retry after a
     concurrent commit recomputes the chains.
     """
-    landed = _scan(lh, identifier(BRONZE, "customer"), batches)
-    if ERROR in landed.collect_schema().names():  # as in build_silver: unusable rows are no version
-        landed = landed.filter(pl.col(ERROR).is_null()).drop(ERROR)
-    arrived = conform(landed, TPCH["customer"], _parents(lh, "customer", batches)).good.collect()
-    nation, region = _scan(lh, "silver.nation"), _scan(lh, "silver.region")
+    landed = lazy(_read(lh, engine, identifier(BRONZE, "customer"), batches))
+    usable = landed.filter(nw.col(ERROR).is_null()).drop(ERROR).to_native()  # as in silver
+    arrived = engine.materialize(
+        conform(usable, TPCH["customer"], _parents(lh, engine, "customer", batches)).good
+    )
+    nation, region = _read(lh, engine, "silver.nation"), _read(lh, engine, "silver.region")
 
-    def chains(base: int) -> pl.DataFrame:
-        current = pl.scan_iceberg(table, snapshot_id=base)
-        return star.dim_customer(current, arrived.lazy(), nation, region, batches).collect()
+    def chains(base: int) -> pa.Table:
+        current = engine.read_table(table, snapshot_id=base)
+        return shape(
+            table,
+            engine.to_arrow(star.dim_customer(current, arrived, nation, region, batches)),
+            lh.constants(),
+        )
 
-    return chains, sorted(arrived.get_column(BATCH_DATE).unique().to_list()), arrived.height
+    return chains, engine.batches(arrived), engine.count(arrived)
 
 
 def _merge(
     lh: Lakehouse,
     table: Table,
-    frame: pl.DataFrame | Callable[[int], pl.DataFrame],
+    data: MergeData,
     batches: list[date],
     key: tuple[str, ...],
     audit: StepAudit | None,
     counts: Mapping[str, int],
 ) -> MergeResult:
-    """Merge ``frame`` into ``table`` by ``key``, audited (see :func:`lakehouse.merge.merge`)."""
+    """Merge ``data`` into ``table`` by ``key``, audited (see :func:`lakehouse.merge.merge`)."""
 
     def verify(t: Table, staged: Staged) -> None:
         if audit is not None:
             audit(AuditRequest(staged.table, staged.snapshot_id, tuple(batches), counts, {}))
 
-    data: MergeData = (
-        (lambda base: _stamped(lh, table, frame(base))) if callable(frame) else _stamped(lh, table, frame)
-    )
     return merge(
         table,
         data,
@@ -420,7 +476,8 @@ def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit |
     """Build ``gold.<name>`` for ``batches``: dimensions merge by key, the fact and marts replace batches.
 
     Nothing is written (the result says why) when the inputs have no row of ``batches``, e.g. a
-    dimension whose source did not land in them.
+    dimension whose source did not land in them. Runs on the engine the router picks for the
+    inputs it reads; a dimension's rows are merged in process (dimensions are small).
 
     Raises:
         ValueError: if ``name`` is no gold table.
@@ -429,21 +486,30 @@ def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit |
 
     """
     table_id = identifier(GOLD, name)
+    with _routed(lh, table_id, _work(lh, GOLD_INPUTS[name], batches)) as engine:
+        return _build_gold(lh, engine, name, batches, audit)
+
+
+def _build_gold(
+    lh: Lakehouse, engine: Engine[FrameT], name: str, batches: list[date], audit: StepAudit | None
+) -> StepResult:
+    table_id = identifier(GOLD, name)
     table = lh.table(table_id)
-    rows: pl.DataFrame | Callable[[int], pl.DataFrame]
     if name == "dim_customer":
-        rows, present, rows_in = _customer_chains(lh, table, batches)
+        chains, present, rows_in = _customer_chains(lh, engine, table, batches)
     else:
-        rows = _gold_rows(lh, name, batches).collect()
-        present, rows_in = sorted(rows.get_column(BATCH_DATE).unique().to_list()), rows.height
+        rows = engine.materialize(_gold_rows(lh, engine, name, batches))
+        present, rows_in = engine.batches(rows), engine.count(rows)
     if not present:
         return StepResult(table_id, tuple(batches), skipped="no input rows of these batches")
     counts = {"rows": rows_in}
     if name in GOLD_MERGE_KEYS:
-        merged = _merge(lh, table, rows, present, GOLD_MERGE_KEYS[name], audit, counts)
+        data = chains if name == "dim_customer" else shape(table, engine.to_arrow(rows), lh.constants())
+        merged = _merge(lh, table, data, present, GOLD_MERGE_KEYS[name], audit, counts)
         snapshot, rows_out = merged.staged.snapshot_id, merged.stats.rows_in
         return StepResult(table_id, tuple(present), rows_in, rows_out, 0, snapshot)
-    staged = _write(lh, table, rows, present, replace_all=False, audit=audit, counts=counts)
+    written = engine.write(table, rows, constants=lh.constants())
+    staged = _write(lh, table, written, present, replace_all=False, audit=audit, counts=counts)
     return StepResult(table_id, tuple(present), rows_in, rows_in, 0, staged.snapshot_id)
 
 
@@ -497,9 +563,5 @@ def step_inputs(lh: Lakehouse, layer: str, name: str, batches: list[date]) -> di
     """
     if layer == BRONZE:
         return {f.uri: str(f.size) for f in lh.zone.files(name, batches)}
-    if layer == SILVER:
-        parents = [identifier(SILVER, p) for p, _ in FOREIGN_KEYS.get(name, {}).values()]
-        tables = [identifier(BRONZE, name), *parents]
-    else:
-        tables = list(GOLD_INPUTS[name])
+    tables = _silver_inputs(name) if layer == SILVER else list(GOLD_INPUTS[name])
     return {t: str(lh.table(t).metadata.current_snapshot_id) for t in tables}

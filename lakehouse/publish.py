@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
-import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import AlwaysTrue, BooleanExpression
+from pyiceberg.expressions import BooleanExpression
 from pyiceberg.manifest import DataFile
 from pyiceberg.serializers import FromInputFile
 from pyiceberg.table import Table
 from pyiceberg.table.refs import SnapshotRefType
 
 from lakehouse.batches import format_ranges, parse_ranges
+from lakehouse.engines import DataFiles, Written, register_files
 from lakehouse.errors import CommitConflictError, LakehouseError
 from lakehouse.faults import (
     PUBLISH_COMMITTED,
@@ -98,9 +98,9 @@ def _staging(table: Table, branch: str) -> Iterator[None]:
         raise CommitConflictError(f"{table_id(table)}: concurrent commits while staging: {exc}") from exc
 
 
-Data: TypeAlias = pa.Table | Callable[[int], pa.Table]
-"""Rows to write, or a function computing them from the ``main`` snapshot id the branch is cut from
-(for writes derived from the table itself, such as merges: a retry recomputes them)."""
+Data: TypeAlias = Written | Callable[[int], Written]
+"""Rows or data files to write, or a function computing them from the ``main`` snapshot id the branch
+is cut from (for writes derived from the table itself, such as merges: a retry recomputes them)."""
 
 
 def stage(
@@ -132,15 +132,15 @@ def stage(
     batches = parse_ranges(properties.get(PROP_BATCHES))
     done = parse_ranges(base.summary.additional_properties.get(PROP_PROMOTED)) if base.summary else set()
     props = {**properties, PROP_PROMOTED: format_ranges(done | batches)}
-    if callable(data):
-        data = data(base_id)
-    with _staging(table, branch), table.transaction() as tx, warnings.catch_warnings():
-        # A first load of a batch replaces nothing; pyiceberg warns about that, which is expected.
-        warnings.filterwarnings("ignore", "Delete operation did not match any records", UserWarning)
-        if isinstance(replace, AlwaysTrue):
-            tx.overwrite(data, snapshot_properties=props, branch=branch)
+    written = data(base_id) if callable(data) else data
+    with _staging(table, branch), table.transaction() as tx:
+        if isinstance(written, DataFiles):
+            register_files(tx, written, replace=replace, branch=branch, properties=props)
         else:
-            tx.overwrite(data, overwrite_filter=replace, snapshot_properties=props, branch=branch)
+            with warnings.catch_warnings():
+                # A first load of a batch replaces nothing; pyiceberg warns about that, which is expected.
+                warnings.filterwarnings("ignore", "Delete operation did not match any records", UserWarning)
+                tx.overwrite(written, overwrite_filter=replace, snapshot_properties=props, branch=branch)
         fault_point(STAGE_FILES_WRITTEN)  # data files and manifests written; the transaction commits on exit
     table.refresh()
     fault_point(STAGE_COMMITTED)

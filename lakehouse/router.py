@@ -8,13 +8,17 @@ of the data files a scan of the step's batches would read (manifests only, no da
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from pyiceberg.table import Table
 
-from lakehouse.engines import EngineUnavailableError
-from lakehouse.engines.spark import spark_unavailable
+from lakehouse.engines import Engine, EngineUnavailableError
+from lakehouse.engines.polars import PolarsEngine
+from lakehouse.engines.spark import SparkEngine, spark_session, spark_unavailable
 from lakehouse.files import batch_filter
 from lakehouse.landing import LandingZone
 from lakehouse.settings import EngineChoice
@@ -76,7 +80,7 @@ def choose_engine(
     *,
     master: str = "local[*]",
 ) -> Decision:
-    """Pick the engine of a step and log the decision with its numbers.
+    """Pick the engine of a step (:meth:`Router.route` logs the decision with its numbers).
 
     ``polars`` and ``spark`` are taken as asked. ``auto`` picks Spark when ``work_bytes`` exceeds
     ``threshold_bytes``, and falls back to Polars (with a warning) if Spark cannot start here.
@@ -106,11 +110,47 @@ def choose_engine(
                 "polars", f"{reason}, but Spark is unavailable: {unavailable}", work_bytes, work_rows
             )
             log.warning("engine: %s", decision.reason)
-    log.info(
-        "engine %s for %s bytes, %s rows (%s)",
-        decision.engine,
-        decision.bytes,
-        "unknown" if decision.rows is None else decision.rows,
-        decision.reason,
-    )
     return decision
+
+
+DEFAULT_THRESHOLD_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class Router:
+    """Picks the engine of each step from its measured work; starts Spark on its first pick only.
+
+    ``choice`` is the run's ``--engine``; ``master`` and ``conf`` build the SparkSession (see
+    :func:`lakehouse.engines.spark.spark_session`) the first time a step goes to Spark.
+    """
+
+    choice: EngineChoice = "polars"
+    threshold_bytes: int = DEFAULT_THRESHOLD_BYTES
+    master: str = "local[*]"
+    conf: Mapping[str, str] = field(default_factory=dict)
+    _spark: SparkEngine | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def route(self, step: str, work: Work) -> tuple[Engine[Any], Decision]:
+        """The engine for ``step`` (a table id, for the log) with ``work``, and the decision.
+
+        Raises:
+            EngineUnavailableError: if Spark is asked for and cannot run here.
+
+        """
+        decision = choose_engine(self.choice, work.bytes, work.rows, self.threshold_bytes, master=self.master)
+        rows = "unknown" if work.rows is None else work.rows
+        log.info(
+            "%s: engine %s for %d bytes, %s rows (%s)",
+            step,
+            decision.engine,
+            work.bytes,
+            rows,
+            decision.reason,
+        )
+        if decision.engine == "polars":
+            return PolarsEngine(), decision
+        with self._lock:
+            if self._spark is None:
+                self._spark = SparkEngine(spark_session(self.master, self.conf))
+        return self._spark, decision

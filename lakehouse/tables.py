@@ -49,6 +49,7 @@ PROP_FLOW = "lakehouse.flow"
 PROP_BATCHES = "lakehouse.batches"
 PROP_PROMOTED = "lakehouse.promoted"
 PROP_ENGINE = "lakehouse.engine"
+PROP_ENGINE_REASON = "lakehouse.engine.reason"
 PROP_CODE_VERSION = "lakehouse.code-version"
 PROP_TASK = "lakehouse.task"
 PROP_INPUTS = "lakehouse.inputs"  # input tables and the snapshot ids read: ``silver.orders@123,tpch.orders``

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,3 +40,26 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+SPARK_MASTER = "local[2]"
+# Light for 2 cores: tiny test data needs few shuffle partitions and little memory.
+TEST_CONF = {
+    "spark.sql.shuffle.partitions": "1",
+    "spark.default.parallelism": "1",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.driver.memory": "1g",
+}
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """The session's SparkSession (local, 2 cores); skips the test if pyspark or Java is missing."""
+    from lakehouse.engines.spark import spark_session, spark_unavailable, stop_spark_session
+
+    reason = spark_unavailable(SPARK_MASTER)
+    if reason is not None:
+        pytest.skip(f"Spark unavailable: {reason}")
+    session = spark_session(SPARK_MASTER, TEST_CONF)
+    yield session
+    stop_spark_session()

@@ -17,14 +17,16 @@ from datetime import date
 from typing import Protocol, TypeAlias, TypeVar
 
 import pyarrow as pa
+from narwhals.typing import IntoLazyFrame
 from pyiceberg.expressions import BooleanExpression
+from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table, Transaction
 
 from lakehouse.errors import ConfigurationError, LakehouseError
 from lakehouse.landing import LandedFile, LandingZone
 from lakehouse.transforms.frames import EngineName
 
-FrameT = TypeVar("FrameT")
+FrameT = TypeVar("FrameT", bound=IntoLazyFrame)
 
 
 class EngineUnavailableError(ConfigurationError):
@@ -79,6 +81,31 @@ class Engine(Protocol[FrameT]):
     def write(self, table: Table, frame: FrameT, *, constants: Mapping[str, object]) -> Written:
         """``frame`` shaped as ``table``'s schema, with ``constants`` as literal columns, ready to commit."""
         ...
+
+    def to_arrow(self, frame: FrameT) -> pa.Table:
+        """The rows of ``frame`` in this process, as Arrow (for small results merged by key)."""
+        ...
+
+
+def shape(table: Table, data: pa.Table, constants: Mapping[str, object]) -> pa.Table:
+    """``data`` as ``table``'s Arrow schema (column order and types), with ``constants`` as literal columns.
+
+    ``constants`` naming columns the table lacks are ignored (e.g. ``_loaded_at`` for gold).
+
+    Raises:
+        SchemaMismatchError: if a column of the table is neither in ``data`` nor in ``constants``.
+
+    """
+    target = schema_to_pyarrow(table.schema(), include_field_ids=False)
+    for name, value in constants.items():
+        if name in target.names:
+            column = pa.array([value] * data.num_rows, type=target.field(name).type)
+            data = data.drop_columns([name]) if name in data.column_names else data
+            data = data.append_column(name, column)
+    missing = [n for n in target.names if n not in data.column_names]
+    if missing:
+        raise SchemaMismatchError(f"{'.'.join(table.name())}: no value for column(s) {', '.join(missing)}")
+    return data.select(target.names).cast(target)
 
 
 def register_files(

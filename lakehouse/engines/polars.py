@@ -7,10 +7,9 @@ from datetime import date
 
 import polars as pl
 import pyarrow as pa
-from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
-from lakehouse.engines import SchemaMismatchError
+from lakehouse.engines import shape
 from lakehouse.landing import LandedFile, LandingZone
 from lakehouse.readers import read_landed
 from lakehouse.tables import BATCH_DATE, ROW_NUMBER, SOURCE_FILE, TPCH
@@ -63,22 +62,12 @@ class PolarsEngine:
     def write(self, table: Table, frame: pl.LazyFrame, *, constants: Mapping[str, object]) -> pa.Table:
         """``frame`` collected as an Arrow table of ``table``'s schema (order and types), with ``constants``.
 
-        ``constants`` naming columns the table lacks are ignored (e.g. ``_loaded_at`` for gold).
-
         Raises:
             SchemaMismatchError: if a column of the table is neither in ``frame`` nor in ``constants``.
 
         """
-        target = schema_to_pyarrow(table.schema(), include_field_ids=False)
-        data = frame.collect().to_arrow()
-        for name, value in constants.items():
-            if name in target.names:
-                column = pa.array([value] * data.num_rows, type=target.field(name).type)
-                data = data.drop_columns([name]) if name in data.column_names else data
-                data = data.append_column(name, column)
-        missing = [n for n in target.names if n not in data.column_names]
-        if missing:
-            raise SchemaMismatchError(
-                f"{'.'.join(table.name())}: no value for column(s) {', '.join(missing)}"
-            )
-        return data.select(target.names).cast(target)
+        return shape(table, self.to_arrow(frame), constants)
+
+    def to_arrow(self, frame: pl.LazyFrame) -> pa.Table:
+        """``frame`` collected as Arrow."""
+        return frame.collect().to_arrow()

@@ -37,6 +37,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow.fs import FileSelector, FileSystem, FileType
 from pyiceberg.io.pyarrow import PyArrowFileIO, UnsupportedPyArrowTypeException, pyarrow_to_schema
@@ -444,6 +445,10 @@ class SparkEngine:
     def batches(self, frame: DataFrame) -> list[date]:
         """Distinct ``_batch_date`` values of ``frame``, oldest first."""
         return sorted(row[0] for row in frame.select(BATCH_DATE).distinct().collect())
+
+    def to_arrow(self, frame: DataFrame) -> pa.Table:
+        """The rows of ``frame`` collected on the driver, as Arrow."""
+        return frame.toArrow()
 
     # -- writing -----------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import lakehouse.router as router
 from lakehouse.engines import EngineUnavailableError
 from lakehouse.engines.polars import PolarsEngine
 from lakehouse.landing import LandingZone
-from lakehouse.router import Decision, Work, choose_engine, landed_work, table_work
+from lakehouse.router import Decision, Router, Work, choose_engine, landed_work, table_work
 from lakehouse.settings import Settings
 from lakehouse.tables import BATCH_DATE, ERROR, LOADED_AT, RUN_ID, bronze_table
 
@@ -32,13 +32,20 @@ def has_spark(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("has_spark")
-def test_auto_picks_spark_above_the_threshold_only(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="lakehouse.router"):
-        small = choose_engine("auto", 100, 10, threshold_bytes=100)
-        large = choose_engine("auto", 101, None, threshold_bytes=100)
+def test_auto_picks_spark_above_the_threshold_only() -> None:
+    small = choose_engine("auto", 100, 10, threshold_bytes=100)
+    large = choose_engine("auto", 101, None, threshold_bytes=100)
     assert small == Decision("polars", "auto: 100 B <= threshold 100 B", 100, 10)
     assert large == Decision("spark", "auto: 101 B > threshold 100 B", 101, None)
-    assert "engine spark for 101 bytes, unknown rows" in caplog.text
+
+
+def test_router_logs_each_decision_with_its_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="lakehouse.router"):
+        engine, decision = Router("auto", threshold_bytes=100).route("silver.orders", Work(100, 10))
+    assert engine.name == "polars" and decision.engine == "polars"
+    assert (
+        "silver.orders: engine polars for 100 bytes, 10 rows (auto: 100 B <= threshold 100 B)" in caplog.text
+    )
 
 
 @pytest.mark.usefixtures("has_spark")
