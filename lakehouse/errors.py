@@ -17,6 +17,14 @@ class CommitConflictError(LakehouseError):
     """A concurrent commit moved the table; the write is safe to retry on the new state."""
 
 
+class WarehouseError(LakehouseError):
+    """The warehouse storage refused a write (disk full, permission denied, read-only file system).
+
+    Raised before anything was published: ``main`` of the table is untouched. Never retried (it does
+    not go away by itself); files already written are orphans for ``lakehouse orphans``.
+    """
+
+
 class AuditFailedError(LakehouseError):
     """The audit of a branch rejected the write; `main` was not moved. Never retried."""
 

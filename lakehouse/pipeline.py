@@ -22,12 +22,22 @@ from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.table import Table
 
 from lakehouse.batches import format_ranges
-from lakehouse.engines import Engine, FrameT, Written, shape
+from lakehouse.engines import DataFiles, Engine, FrameT, Written, data_directory, shape, write_data_file
 from lakehouse.errors import CommitConflictError
 from lakehouse.files import batch_filter
 from lakehouse.landing import LandingZone
 from lakehouse.merge import MergeData, MergeResult, merge
-from lakehouse.publish import Data, Staged, audit_branch, discard, promoted, publish, stage, write_audited
+from lakehouse.publish import (
+    Data,
+    Staged,
+    audit_branch,
+    discard,
+    promoted,
+    publish,
+    stage,
+    storage,
+    write_audited,
+)
 from lakehouse.readers import read_landed
 from lakehouse.router import Decision, Router, Work, table_work
 from lakehouse.schema import evolve
@@ -240,11 +250,13 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     """Land ``name``'s files of ``batches`` into ``bronze.<name>`` (replacing those batches).
 
     Every landed row is loaded, and a file that cannot be read as one row whose ``_error`` says
-    why (see :mod:`lakehouse.readers`). Files are parsed one at a time, each straight into the batch,
-    always in process: the reader's rules (exact field counts, strict UTF-8, ...) are its own.
+    why (see :mod:`lakehouse.readers`). Files are parsed one at a time, always in process (the
+    reader's rules, exact field counts, strict UTF-8, ..., are its own), each written at once as
+    one data file: memory holds one landed file, not the batch. The files are committed together.
 
     Raises:
         LandingError: if a landed file cannot be fetched (an I/O error, not its content).
+        WarehouseError: if the warehouse refuses a write (``main`` is untouched).
         SchemaEvolutionError: if ``bronze.<name>`` predates ``_error`` and cannot take it.
 
     """
@@ -252,24 +264,34 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     files = lh.zone.files(name, batches)
     if not files:
         return StepResult(table_id, tuple(batches), skipped="no landed files")
+    if ERROR not in lh.table(table_id).schema().column_names:  # created before `_error` existed: add it
+        evolve(lh.table(table_id), bronze_table(name).schema)
     table = lh.table(table_id)
-    if ERROR not in table.schema().column_names:  # created before `_error` existed: add it
-        evolve(table, bronze_table(name).schema)
-    frames = [
-        to_bronze(
-            read_landed(lh.zone, f).lazy(), batch=f.batch, run_id=lh.run.run_id, loaded_at=lh.loaded_at
+    # One data file per landed file, written as it is parsed: memory holds one file, not the batch.
+    directory = data_directory(table, "bronze")
+    paths: list[str] = []
+    rows = unreadable = 0
+    for number, landed_file in enumerate(files):
+        frame = to_bronze(
+            read_landed(lh.zone, landed_file).lazy(),
+            batch=landed_file.batch,
+            run_id=lh.run.run_id,
+            loaded_at=lh.loaded_at,
         ).collect()
-        for f in files
-    ]
-    rows = pl.concat(frames, rechunk=False)
+        rows += frame.height
+        unreadable += frame.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
+        if frame.height:
+            path = f"{directory}/{landed_file.batch.isoformat()}-{number:05d}.parquet"
+            with storage(table_id):
+                paths.append(write_data_file(table, shape(table, frame.to_arrow(), {}), path))
+        del frame
     landed = sorted({f.batch for f in files})
-    unreadable = rows.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
-    counts = {"landed_rows": rows.height, "files": len(files), "unreadable_files": unreadable}
+    counts = {"landed_rows": rows, "files": len(files), "unreadable_files": unreadable}
     decision = Decision("polars", BRONZE_DECISION, sum(f.size for f in files), None)
     with _deciding(decision):
-        data = shape(lh.table(table_id), rows.to_arrow(), lh.constants())
-        staged = _write(lh, lh.table(table_id), data, landed, replace_all=False, audit=audit, counts=counts)
-    return StepResult(table_id, tuple(landed), rows.height, rows.height, 0, staged.snapshot_id)
+        data = DataFiles(tuple(paths))
+        staged = _write(lh, table, data, landed, replace_all=False, audit=audit, counts=counts)
+    return StepResult(table_id, tuple(landed), rows, rows, 0, staged.snapshot_id)
 
 
 def _parents(lh: Lakehouse, engine: Engine[FrameT], name: str, batches: list[date]) -> dict[str, FrameT]:

@@ -25,7 +25,7 @@ from pyiceberg.table.refs import SnapshotRefType
 
 from lakehouse.batches import format_ranges, parse_ranges
 from lakehouse.engines import DataFiles, Written, register_files
-from lakehouse.errors import CommitConflictError, LakehouseError
+from lakehouse.errors import CommitConflictError, LakehouseError, WarehouseError
 from lakehouse.faults import (
     PUBLISH_COMMITTED,
     STAGE_BRANCH_CUT,
@@ -84,18 +84,34 @@ def _drop_branch(table: Table, branch: str) -> None:
 
 
 @contextlib.contextmanager
-def _staging(table: Table, branch: str) -> Iterator[None]:
-    """Raise a commit that kept failing on concurrent commits while staging as a retryable conflict.
-
-    pyiceberg retries a snapshot commit itself; when it gives up, the branch is removed (best
-    effort) and :class:`CommitConflictError` raised, so the step is retried like any conflict.
-    """
+def storage(name: str) -> Iterator[None]:
+    """Raise the storage refusing a write (``OSError``: disk full, permission) as :class:`WarehouseError`."""
     try:
         yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise WarehouseError(f"{name}: the warehouse refused a write: {reason}") from exc
+
+
+@contextlib.contextmanager
+def _staging(table: Table, branch: str) -> Iterator[None]:
+    """Raise what failed while staging on ``branch`` as a clear error, removing the branch (best effort).
+
+    pyiceberg retries a snapshot commit itself; when it gives up, :class:`CommitConflictError` is
+    raised, so the step is retried like any conflict. A storage error becomes
+    :class:`WarehouseError`. ``main`` is never touched by staging.
+    """
+    try:
+        with storage(table_id(table)):
+            yield
     except CommitFailedException as exc:
-        with contextlib.suppress(CommitFailedException):
+        with contextlib.suppress(CommitFailedException, OSError):
             _drop_branch(table, branch)
         raise CommitConflictError(f"{table_id(table)}: concurrent commits while staging: {exc}") from exc
+    except WarehouseError:
+        with contextlib.suppress(CommitFailedException, OSError):
+            _drop_branch(table, branch)
+        raise
 
 
 Data: TypeAlias = Written | Callable[[int], Written]
@@ -132,7 +148,8 @@ def stage(
     batches = parse_ranges(properties.get(PROP_BATCHES))
     done = parse_ranges(base.summary.additional_properties.get(PROP_PROMOTED)) if base.summary else set()
     props = {**properties, PROP_PROMOTED: format_ranges(done | batches)}
-    written = data(base_id) if callable(data) else data
+    with _staging(table, branch):
+        written = data(base_id) if callable(data) else data
     with _staging(table, branch), table.transaction() as tx:
         if isinstance(written, DataFiles):
             register_files(tx, written, replace=replace, branch=branch, properties=props)
@@ -159,17 +176,30 @@ def publish(table: Table, staged: Staged) -> None:
     if (current.snapshot_id if current else None) != staged.base_snapshot_id:
         raise CommitConflictError(f"{staged.table}: main moved since the audit branch was cut")
     try:
-        table.manage_snapshots().set_current_snapshot(snapshot_id=staged.snapshot_id).remove_branch(
-            staged.branch
-        ).commit()
+        with storage(staged.table):
+            table.manage_snapshots().set_current_snapshot(snapshot_id=staged.snapshot_id).remove_branch(
+                staged.branch
+            ).commit()
     except CommitFailedException as exc:
         raise CommitConflictError(f"{staged.table}: main moved during publish") from exc
     fault_point(PUBLISH_COMMITTED)
 
 
 def discard(table: Table, staged: Staged) -> None:
-    """Remove the audit branch of a write that will not be published."""
-    _drop_branch(table, staged.branch)
+    """Remove the audit branch of a write that will not be published.
+
+    If the storage refuses (e.g. the disk is full), the branch is left for stale-branch removal
+    with a warning: the error that made the write fail is the one to report.
+    """
+    try:
+        _drop_branch(table, staged.branch)
+    except OSError as exc:
+        log.warning(
+            "%s: cannot remove audit branch %s now (%s): stale-branch removal will",
+            staged.table,
+            staged.branch,
+            exc,
+        )
 
 
 def write_audited(
@@ -233,7 +263,8 @@ def stage_files(table: Table, plan: FilePlan, *, branch: str, properties: dict[s
     base = table.current_snapshot()
     if base is None:
         raise LakehouseError(f"{table_id(table)} has no snapshot to cut an audit branch from")
-    changes = plan(table, base.snapshot_id)
+    with _staging(table, branch):
+        changes = plan(table, base.snapshot_id)
     with _staging(table, branch):
         table.manage_snapshots().create_branch(base.snapshot_id, branch).commit()
     fault_point(STAGE_BRANCH_CUT)

@@ -10,6 +10,7 @@ the functions of :mod:`lakehouse.engines.spark`.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from datetime import date
 from typing import Protocol, TypeAlias, TypeVar
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from narwhals.typing import IntoLazyFrame
+from pyarrow.fs import FileSystem
 from pyiceberg.expressions import BooleanExpression
-from pyiceberg.io.pyarrow import schema_to_pyarrow
-from pyiceberg.table import Table, Transaction
+from pyiceberg.io.pyarrow import PyArrowFileIO, schema_to_pyarrow
+from pyiceberg.table import Table, TableProperties, Transaction
 
 from lakehouse.errors import ConfigurationError, LakehouseError
 from lakehouse.landing import LandedFile, LandingZone
@@ -106,6 +109,42 @@ def shape(table: Table, data: pa.Table, constants: Mapping[str, object]) -> pa.T
     if missing:
         raise SchemaMismatchError(f"{'.'.join(table.name())}: no value for column(s) {', '.join(missing)}")
     return data.select(target.names).cast(target)
+
+
+def filesystem(table: Table, location: str) -> tuple[FileSystem, str, str]:
+    """The pyarrow file system of ``location`` (with the table's credentials), its scheme and path."""
+    scheme, netloc, path = PyArrowFileIO.parse_location(location)
+    return PyArrowFileIO(table.io.properties).fs_by_scheme(scheme, netloc), scheme, path
+
+
+def data_directory(table: Table, prefix: str) -> str:
+    """A new directory for one write's data files: ``<data path>/<prefix>-<uuid>``.
+
+    The data path is the table's ``write.data.path`` or ``<location>/data``. Files of a write that
+    is never committed are orphans there (``lakehouse.maintenance.remove_orphan_files``).
+    """
+    root = table.metadata.properties.get(
+        TableProperties.WRITE_DATA_PATH, f"{table.location().rstrip('/')}/data"
+    )
+    return f"{root.rstrip('/')}/{prefix}-{uuid.uuid4().hex}"
+
+
+def write_data_file(table: Table, data: pa.Table, path: str) -> str:
+    """Write ``data`` (already shaped as the table's schema) as one Parquet data file at ``path``.
+
+    Compressed with the table's ``write.parquet.compression-codec``; timestamps are written as
+    INT64 microseconds. Register it with :func:`register_files`.
+
+    Raises:
+        OSError: if the storage refuses the write (disk full, permission, read-only).
+
+    """
+    props = table.metadata.properties
+    codec = props.get(TableProperties.PARQUET_COMPRESSION, TableProperties.PARQUET_COMPRESSION_DEFAULT)
+    fs, _, key = filesystem(table, path)
+    with fs.open_output_stream(key) as out:
+        pq.write_table(data, out, compression=codec, coerce_timestamps="us")
+    return path
 
 
 def register_files(

@@ -31,7 +31,6 @@ import re
 import shutil
 import subprocess
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
@@ -39,8 +38,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyarrow.fs import FileSelector, FileSystem, FileType
-from pyiceberg.io.pyarrow import PyArrowFileIO, UnsupportedPyArrowTypeException, pyarrow_to_schema
+from pyarrow.fs import FileSelector, FileType
+from pyiceberg.io.pyarrow import UnsupportedPyArrowTypeException, pyarrow_to_schema
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot
@@ -61,7 +60,13 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from lakehouse.engines import DataFiles, EngineUnavailableError, SchemaMismatchError
+from lakehouse.engines import (
+    DataFiles,
+    EngineUnavailableError,
+    SchemaMismatchError,
+    data_directory,
+    filesystem,
+)
 from lakehouse.errors import ConfigurationError, LakehouseError, LandingError
 from lakehouse.files import batch_filter, snapshot_files
 from lakehouse.landing import LandedFile, LandingZone
@@ -283,12 +288,6 @@ def file_list_hazard(table: Table, snapshot: Snapshot) -> str | None:
     return None
 
 
-def _filesystem(table: Table, location: str) -> tuple[FileSystem, str, str]:
-    """The pyarrow file system of ``location`` (with the table's credentials), its scheme and path."""
-    scheme, netloc, path = PyArrowFileIO.parse_location(location)
-    return PyArrowFileIO(table.io.properties).fs_by_scheme(scheme, netloc), scheme, path
-
-
 def _table_name(table: Table) -> str:
     return ".".join(table.name())
 
@@ -305,7 +304,7 @@ def check_data_files(table: Table, paths: Sequence[str]) -> None:
     """
     expected = {f.name: f.field_type for f in table.schema().columns}
     for path in paths:
-        fs, _, key = _filesystem(table, path)
+        fs, _, key = filesystem(table, path)
         with fs.open_input_file(key) as f:
             arrow = pq.read_schema(f)
         problems = [f"missing column {n!r}" for n in expected if n not in arrow.names]
@@ -527,8 +526,7 @@ class SparkEngine:
             writer = writer.partitionBy(*split)
         props = table.metadata.properties
         codec = props.get(TableProperties.PARQUET_COMPRESSION, TableProperties.PARQUET_COMPRESSION_DEFAULT)
-        root = props.get(TableProperties.WRITE_DATA_PATH, f"{table.location().rstrip('/')}/data")
-        target = f"{root.rstrip('/')}/spark-{uuid.uuid4().hex}"
+        target = data_directory(table, "spark")
         writer.mode("errorifexists").option("compression", codec).parquet(spark_uri(target))
         paths = self._written_files(table, target)
         try:
@@ -542,7 +540,7 @@ class SparkEngine:
     @staticmethod
     def _written_files(table: Table, target: str) -> list[str]:
         """The Parquet files under ``target``; other files Spark leaves (checksums) are deleted."""
-        fs, scheme, path = _filesystem(table, target)
+        fs, scheme, path = filesystem(table, target)
         paths = []
         for info in fs.get_file_info(FileSelector(path, recursive=True, allow_not_found=True)):
             if info.type != FileType.File:
@@ -556,5 +554,5 @@ class SparkEngine:
     @staticmethod
     def _delete(table: Table, paths: Sequence[str]) -> None:
         for path in paths:
-            fs, _, key = _filesystem(table, path)
+            fs, _, key = filesystem(table, path)
             fs.delete_file(key)
