@@ -1,4 +1,4 @@
-"""Resource bounds: a full or read-only warehouse fails a step cleanly, and memory does not grow with the batch.
+"""Resource bounds: a full or read-only warehouse fails a step cleanly; memory does not grow with the batch.
 
 The storage tests mount a small tmpfs as the warehouse (root only; skipped elsewhere with the
 reason). The memory test runs steps in subprocesses and compares their peak RSS on a batch of one
@@ -8,6 +8,7 @@ landed file and of five (see :func:`test_python_memory_does_not_grow_with_the_ba
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -140,7 +141,7 @@ def test_a_read_only_warehouse_fails_the_step_cleanly(lakehouse_on: Lakehouse, s
     _remount(small_disk, "ro")
     try:
         with pytest.raises(
-            WarehouseError, match="bronze.part: the warehouse refused a write: .*Read-only file system"
+            WarehouseError, match=r"bronze\.part: the warehouse refused a write: .*Read-only file system"
         ):
             load_bronze(lh, "part", [D2], None)
         assert _heads(lh.catalog) == before
@@ -221,10 +222,7 @@ def test_python_memory_does_not_grow_with_the_batch_on_spark(tmp_path: Path) -> 
     polars_growth = _peak(tmp_path, 5, "polars")["rss"] - _peak(tmp_path, 1, "polars")["rss"]
     spark_growth = _peak(tmp_path, 5, "auto")["rss"] - _peak(tmp_path, 1, "auto")["rss"]
     mib = 1024 * 1024
-    print(
-        f"peak RSS growth for 4 more files: Polars {polars_growth / mib:.0f} MiB, Spark {spark_growth / mib:.0f} MiB"
-    )
+    figures = f"Polars {polars_growth / mib:.0f} MiB, Spark route {spark_growth / mib:.0f} MiB"
+    logging.getLogger(__name__).info("peak RSS growth for 4 more landed files: %s", figures)
     assert polars_growth > 150 * mib, f"control: Polars grew only {polars_growth / mib:.0f} MiB"
-    assert spark_growth < polars_growth / 4, (
-        f"Spark route grew {spark_growth / mib:.0f} MiB for 4 more files (Polars {polars_growth / mib:.0f} MiB)"
-    )
+    assert spark_growth < polars_growth / 4, f"peak RSS growth for 4 more files: {figures}"
