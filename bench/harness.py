@@ -6,7 +6,7 @@ start to exit, with the RSS of its whole process tree sampled (:mod:`bench.measu
 to a private Prefect server started once for the run (:mod:`bench.prefect_server`), which is also
 where the task run durations behind the Prefect overhead come from.
 
-A headline figure that cannot be measured (the Spark engine not wired in yet, ``bench.merge``
+A headline figure that cannot be measured (Spark unavailable here, ``bench.merge``
 absent, a stage failing) is the string ``"not available"``, with the reason under ``notes``.
 """
 
@@ -287,7 +287,7 @@ class Bench:
         """Backfill the whole landed range into a fresh lakehouse with ``--engine engine``."""
         first, last = self._require_seed()
         if engine == "spark":
-            reason = spark_unavailable() or self._spark_not_wired(first)
+            reason = spark_unavailable()
             if reason:
                 raise StageUnavailable(reason)
         home = self.home(f"bulk-{engine}")
@@ -318,32 +318,11 @@ class Bench:
                 "status": NOT_AVAILABLE,
                 "reason": (
                     "the flow ran with --engine spark but committed no snapshot computed by Spark "
-                    f"(engines stamped: {content['engines_stamped']}): Spark is not wired into the flows yet"
+                    f"(engines stamped: {content['engines_stamped']})"
                 ),
                 "measured_anyway": result,
             }
         return result
-
-    def _spark_not_wired(self, day: date) -> str | None:
-        """Why ``--engine spark`` does not run on Spark, found by a one-day probe run; ``None`` if it does.
-
-        Spares a whole bulk run while the flows do not route to Spark yet.
-        """
-        home = self.home("probe-spark")
-        shutil.rmtree(home, ignore_errors=True)
-        probe = self.measure(
-            "probe-spark", ["flows.daily", "--date", day.isoformat(), "--engine", "spark"], home
-        )
-        if not probe.ok:
-            return f"a one-day run with --engine spark failed: {log_tail(probe.log, 5)}"
-        stamped = lakehouse_content(home)["engines_stamped"]
-        shutil.rmtree(home, ignore_errors=True)
-        if stamped.get("spark"):
-            return None
-        return (
-            f"a one-day run with --engine spark committed no snapshot computed by Spark (engines stamped: "
-            f"{stamped}): the flows do not run Spark yet"
-        )
 
     def _flow_run(self, measured: Measurement) -> dict[str, Any]:
         """Times of the flow run of the ``measured`` process, from the Prefect API."""
@@ -506,7 +485,8 @@ class Bench:
             if threshold is None:
                 threshold = sys.maxsize  # no setting yet: the router would always pick Polars
                 result["threshold_note"] = "settings have no engine_threshold_bytes: Polars always picked"
-            result.update(analyse(engines["polars"], engines["spark"], threshold))
+            memory = self.results["machine"]["memory_gb"]
+            result.update(analyse(engines["polars"], engines["spark"], threshold, memory))
         return result
 
     def prefect_overhead(self) -> dict[str, Any]:
@@ -565,6 +545,12 @@ class Bench:
         self._figure("router_worst_ratio", "router", router, lambda s: s.get("worst_ratio") or _router_gap(s))
         for key in ("crossover_rows", "crossover_bytes"):
             self._figure(key, "router", router, lambda s, k=key: s.get(k) or _crossover_gap(s))
+        self._figure(
+            "recommended_threshold_bytes",
+            "router",
+            router,
+            lambda s: s.get("recommended_threshold_bytes") or _router_gap(s),
+        )
         overhead = stages.get("prefect_overhead")
         self._figure("prefect_overhead_fraction", "prefect_overhead", overhead, lambda s: s["fraction"])
 

@@ -36,6 +36,7 @@ HEADLINES = (
     ("router_worst_ratio", "engine picked by the router / better engine, worst size", "×"),
     ("crossover_rows", "Polars/Spark crossover", "rows"),
     ("crossover_bytes", "Polars/Spark crossover", "bytes"),
+    ("recommended_threshold_bytes", "engine threshold these measurements support", "bytes"),
     ("prefect_overhead_fraction", "bulk wall time outside task work", "of wall"),
 )
 

@@ -41,6 +41,7 @@ from lakehouse.settings import Settings
 from lakehouse.tables import BATCH_DATE, LOADED_AT, RUN_ID, TPCH
 from lakehouse.transforms.silver import conform
 
+GIB = 1024**3
 TABLE = "lineitem"
 REPEAT_BUDGET_SECONDS = 120  # a size is not measured again once its runs took this long
 PARENTS = {
@@ -164,10 +165,38 @@ def crossover(points: list[dict[str, Any]], key: str) -> float | None:
     return None
 
 
-def analyse(polars: dict[str, Any], spark: dict[str, Any], threshold_bytes: int) -> dict[str, Any]:
+MEMORY_SHARE = 0.5
+"""Share of the machine's memory one in-process (Polars) step may take: the rest is for the OS,
+concurrent steps and a Spark driver."""
+
+
+def recommended_threshold(
+    crossover_bytes: float | None, polars_peak_gib: float, largest_bytes: int, memory_gib: float
+) -> tuple[int, str]:
+    """The engine threshold the measurements support, and why.
+
+    Where Spark got faster than Polars, that crossover. Where it never did, Polars is the faster
+    engine as long as it fits in memory: the threshold is the work at which its measured peak RSS
+    per byte of work (its peak at the largest size) would reach ``MEMORY_SHARE`` of the memory.
+    """
+    if crossover_bytes is not None:
+        return round(crossover_bytes), "the measured crossover: Spark is faster above it"
+    per_byte = polars_peak_gib * GIB / largest_bytes
+    threshold = round(MEMORY_SHARE * memory_gib * GIB / per_byte)
+    return threshold, (
+        f"Spark was slower at every size measured, so the limit is memory: Polars peaked at "
+        f"{per_byte:.1f} bytes of RSS per byte of work, and {threshold:,} bytes of work keep it under "
+        f"{MEMORY_SHARE:.0%} of {memory_gib:.1f} GiB"
+    )
+
+
+def analyse(
+    polars: dict[str, Any], spark: dict[str, Any], threshold_bytes: int, memory_gib: float
+) -> dict[str, Any]:
     """Join both engines' points by size; the router's pick, its ratio to the better engine, the crossover.
 
-    The router picks Spark when a partition's bytes exceed ``threshold_bytes``.
+    The router picks Spark when a partition's bytes exceed ``threshold_bytes``; the threshold the
+    measurements support on a machine with ``memory_gib`` is :func:`recommended_threshold`.
     """
     spark_by_days = {p["days"]: p for p in spark["points"]}
     points = []
@@ -189,13 +218,19 @@ def analyse(polars: dict[str, Any], spark: dict[str, Any], threshold_bytes: int)
             }
         )
     rows, size = crossover(points, "rows"), crossover(points, "bytes")
+    largest = max((p["bytes"] for p in points), default=0)
+    recommended, basis = (
+        recommended_threshold(size, polars["peak_rss_gb"], largest, memory_gib) if largest else (None, None)
+    )
     return {
         "points": points,
         "threshold_bytes": threshold_bytes,
         "worst_ratio": max((p["picked_vs_better"] for p in points), default=None),
         "crossover_rows": round(rows) if rows is not None else None,
         "crossover_bytes": round(size) if size is not None else None,
-        "largest_measured_bytes": max((p["bytes"] for p in points), default=0),
+        "largest_measured_bytes": largest,
+        "recommended_threshold_bytes": recommended,
+        "recommended_threshold_basis": basis,
     }
 
 

@@ -21,7 +21,7 @@ from lakehouse.engines.polars import PolarsEngine
 from lakehouse.engines.spark import SparkEngine, spark_session, spark_unavailable
 from lakehouse.files import batch_filter
 from lakehouse.landing import LandingZone
-from lakehouse.settings import EngineChoice
+from lakehouse.settings import ENGINE_THRESHOLD_BYTES, EngineChoice
 from lakehouse.transforms.frames import EngineName
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,6 @@ def choose_engine(
     return decision
 
 
-DEFAULT_THRESHOLD_BYTES = 256 * 1024 * 1024
-
-
 @dataclass
 class Router:
     """Picks the engine of each step from its measured work; starts Spark on its first pick only.
@@ -125,7 +122,7 @@ class Router:
     """
 
     choice: EngineChoice = "polars"
-    threshold_bytes: int = DEFAULT_THRESHOLD_BYTES
+    threshold_bytes: int = ENGINE_THRESHOLD_BYTES
     master: str = "local[*]"
     conf: Mapping[str, str] = field(default_factory=dict)
     _spark: SparkEngine | None = field(default=None, init=False, repr=False)

@@ -9,6 +9,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineChoice = Literal["auto", "polars", "spark"]
+ENGINE_THRESHOLD_BYTES = 398 * 1024 * 1024
+"""From ``bench/results/sf1.json`` (2 cores, 23.5 GiB): Spark was 9-39x slower than Polars at every
+size measured (80 kB to 192 MB of lineitem data files), so there the limit is memory: Polars peaked
+at 30 bytes of RSS per byte of work, and 398 MiB of work keeps one step under half the memory
+(``recommended_threshold_bytes``). Re-measure on other machines: ``python -m bench``."""
 DURATION_PATTERN = r"^(\d+[wdhms])+$"
 """A duration such as ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or ``1d12h``."""
 
@@ -70,9 +75,8 @@ class Settings(BaseSettings):
             "warehouse (shared storage such as S3, with hadoop-aws on its classpath)."
         ),
     )
-    # Placeholder until the benchmark issue measures the Polars/Spark crossover on this machine kind.
     engine_threshold_bytes: int = Field(
-        default=256 * 1024 * 1024,
+        default=ENGINE_THRESHOLD_BYTES,
         ge=0,
         description="With --engine auto, work above this many bytes (landed or in data files) runs on Spark.",
     )

@@ -23,6 +23,7 @@ from bench.prefect_server import covered, leaves
 from bench.router import analyse, crossover
 
 ROOT = Path(__file__).resolve().parents[2]
+MEMORY = 8.0  # GiB of the machine, for the analysis
 
 
 def _points(polars: list[float], spark: list[float]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -30,10 +31,11 @@ def _points(polars: list[float], spark: list[float]) -> tuple[dict[str, Any], di
 
     def engine(times: list[float]) -> dict[str, Any]:
         return {
+            "peak_rss_gb": 1.0,
             "points": [
                 {"days": i, "rows": s // 100, "bytes": s, "seconds": t}
                 for i, (s, t) in enumerate(zip(sizes, times, strict=True))
-            ]
+            ],
         }
 
     return engine(polars), engine(spark)
@@ -41,28 +43,38 @@ def _points(polars: list[float], spark: list[float]) -> tuple[dict[str, Any], di
 
 def test_crossover_is_interpolated_in_log_size_where_spark_starts_to_win() -> None:
     polars, spark = _points([1, 10, 100], [10, 10, 10])
-    result = analyse(polars, spark, threshold_bytes=10**9)
+    result = analyse(polars, spark, 10**9, MEMORY)
     assert result["crossover_bytes"] == 10**4  # Spark and Polars tie at the middle size
     polars, spark = _points([1, 4, 100], [4, 8, 10])
     # log ratios 2 (1e3), 1 (1e4), -2.3 (1e5): the zero lies 1/3.3 of the way from 1e4 to 1e5
-    assert 10**4 < analyse(polars, spark, 0)["crossover_bytes"] < 10**4.5
+    assert 10**4 < analyse(polars, spark, 0, MEMORY)["crossover_bytes"] < 10**4.5
 
 
 def test_no_crossover_when_spark_never_wins_and_the_smallest_size_when_it_always_wins() -> None:
     polars, spark = _points([1, 2, 3], [10, 20, 30])
-    assert analyse(polars, spark, 0)["crossover_bytes"] is None
+    assert analyse(polars, spark, 0, MEMORY)["crossover_bytes"] is None
     assert crossover([{"bytes": 5, "polars": 2.0, "spark": 1.0}], "bytes") == 5.0
 
 
 def test_worst_ratio_compares_the_pick_of_the_threshold_with_the_better_engine() -> None:
     polars, spark = _points([1, 10, 100], [20, 20, 20])
     # threshold between 1e4 and 1e5: Polars picked for the first two sizes, Spark for the last
-    result = analyse(polars, spark, threshold_bytes=50_000)
+    result = analyse(polars, spark, 50_000, MEMORY)
     assert [p["picked"] for p in result["points"]] == ["polars", "polars", "spark"]
     assert [p["better"] for p in result["points"]] == ["polars", "polars", "spark"]
     assert result["worst_ratio"] == 1.0
     # a threshold too high leaves the largest size on the slower engine: 100 s against 20 s
-    assert analyse(polars, spark, threshold_bytes=10**9)["worst_ratio"] == 5.0
+    assert analyse(polars, spark, 10**9, MEMORY)["worst_ratio"] == 5.0
+
+
+def test_recommended_threshold_is_the_crossover_or_else_the_memory_limit_of_polars() -> None:
+    polars, spark = _points([1, 10, 100], [10, 10, 10])
+    assert analyse(polars, spark, 0, MEMORY)["recommended_threshold_bytes"] == 10**4
+    polars, spark = _points([1, 2, 3], [10, 20, 30])  # Spark never wins
+    result = analyse(polars, spark, 0, MEMORY)
+    # Polars peaked at 1 GiB for 1e5 bytes of work: half of 8 GiB is reached at 4 times that
+    assert result["recommended_threshold_bytes"] == 4 * 10**5
+    assert "Spark was slower at every size measured" in result["recommended_threshold_basis"]
 
 
 def test_task_work_is_the_union_of_the_leaf_task_runs() -> None:
