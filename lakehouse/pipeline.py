@@ -371,7 +371,7 @@ def _build_silver(
             discard(quarantine, staged_quarantine)
             write_audited(
                 quarantine,
-                engine.write(quarantine, rejected, constants=lh.constants()),
+                rejected_rows,
                 replace=batch_filter(present),
                 branch=audit_branch(lh.run.run_id),
                 properties=lh.properties(present),
