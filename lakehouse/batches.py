@@ -6,18 +6,20 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 
+def runs(dates: Iterable[date]) -> list[tuple[date, date]]:
+    """The dates as sorted ``(first, last)`` runs of consecutive days."""
+    out: list[tuple[date, date]] = []
+    for day in sorted(set(dates)):
+        if out and day - out[-1][1] == timedelta(days=1):
+            out[-1] = (out[-1][0], day)
+        else:
+            out.append((day, day))
+    return out
+
+
 def format_ranges(dates: Iterable[date]) -> str:
     """``1995-01-01..1995-01-03,1995-02-01``: sorted, consecutive days collapsed into ranges."""
-    ordered = sorted(set(dates))
-    parts: list[str] = []
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] - ordered[j] == timedelta(days=1):
-            j += 1
-        parts.append(ordered[i].isoformat() if i == j else f"{ordered[i]}..{ordered[j]}")
-        i = j + 1
-    return ",".join(parts)
+    return ",".join(first.isoformat() if first == last else f"{first}..{last}" for first, last in runs(dates))
 
 
 def parse_ranges(text: str | None) -> set[date]:

@@ -3,19 +3,49 @@
 from __future__ import annotations
 
 from datetime import date
+from functools import reduce
 
-from pyiceberg.expressions import AlwaysTrue, BooleanExpression, In
+from pyiceberg.expressions import (
+    AlwaysTrue,
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    In,
+    LessThanOrEqual,
+    Or,
+)
 from pyiceberg.table import Table
 
+from lakehouse.batches import runs
 from lakehouse.errors import LakehouseError
 from lakehouse.tables import BATCH_DATE
 
+# Above this many runs of consecutive days, one set predicate is cheaper than a disjunction of ranges.
+MAX_RANGES = 16
+
 
 def batch_filter(batches: list[date] | None) -> BooleanExpression:
-    """Row filter selecting the given batch dates (all rows when ``None``)."""
+    """Row filter selecting the given batch dates (all rows when ``None``).
+
+    Consecutive days become one range: pyiceberg evaluates a set predicate literal by literal
+    against every file's statistics, which for a year of dates costs seconds per scan.
+    """
     if batches is None:
         return AlwaysTrue()
-    return In(BATCH_DATE, {d.isoformat() for d in batches})  # type: ignore[call-arg,misc]
+    spans = runs(batches)
+    if not spans or len(spans) > MAX_RANGES:
+        return In(BATCH_DATE, {d.isoformat() for d in batches})  # type: ignore[call-arg,misc]
+    ranges: list[BooleanExpression] = [
+        EqualTo(BATCH_DATE, first.isoformat())  # type: ignore[call-arg,misc]
+        if first == last
+        else And(
+            GreaterThanOrEqual(BATCH_DATE, first.isoformat()),  # type: ignore[call-arg,misc]
+            LessThanOrEqual(BATCH_DATE, last.isoformat()),  # type: ignore[call-arg,misc]
+        )
+        for first, last in spans
+    ]
+    return reduce(Or, ranges)
 
 
 def snapshot_files(table: Table, snapshot_id: int | None, batches: list[date] | None = None) -> list[str]:

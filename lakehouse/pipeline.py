@@ -25,7 +25,7 @@ from lakehouse.batches import format_ranges
 from lakehouse.engines import DataFiles, Engine, FrameT, Written, data_directory, shape, write_data_file
 from lakehouse.errors import CommitConflictError
 from lakehouse.files import batch_filter
-from lakehouse.landing import LandingZone
+from lakehouse.landing import LandedFile, LandingZone
 from lakehouse.merge import MergeData, MergeResult, merge
 from lakehouse.publish import (
     Data,
@@ -245,14 +245,37 @@ def _work(lh: Lakehouse, table_ids: Iterable[str], batches: list[date]) -> Work:
 
 BRONZE_DECISION = "landed files are parsed in process, one file at a time, by the validating reader"
 
+BRONZE_FILE_BYTES = 32 * 1024 * 1024
+"""Landed bytes gathered into one bronze data file (a landed file larger than this gets its own)."""
+
+
+def _bronze_groups(files: list[LandedFile]) -> list[list[LandedFile]]:
+    """``files`` in runs of one month (the partition) holding at most :data:`BRONZE_FILE_BYTES`."""
+    groups: list[list[LandedFile]] = []
+    size = 0
+    for landed_file in sorted(files, key=lambda f: (f.batch, f.uri)):
+        last = groups[-1][-1] if groups else None
+        month = last is not None and (last.batch.year, last.batch.month) == (
+            landed_file.batch.year,
+            landed_file.batch.month,
+        )
+        if month and size + landed_file.size <= BRONZE_FILE_BYTES:
+            groups[-1].append(landed_file)
+            size += landed_file.size
+        else:
+            groups.append([landed_file])
+            size = landed_file.size
+    return groups
+
 
 def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Land ``name``'s files of ``batches`` into ``bronze.<name>`` (replacing those batches).
 
     Every landed row is loaded, and a file that cannot be read as one row whose ``_error`` says
     why (see :mod:`lakehouse.readers`). Files are parsed one at a time, always in process (the
-    reader's rules, exact field counts, strict UTF-8, ..., are its own), each written at once as
-    one data file: memory holds one landed file, not the batch. The files are committed together.
+    reader's rules, exact field counts, strict UTF-8, ..., are its own), and written as they are
+    parsed, the files of a month gathered into data files of up to :data:`BRONZE_FILE_BYTES` landed
+    bytes: memory holds that much, not the batch. The data files are committed together.
 
     Raises:
         LandingError: if a landed file cannot be fetched (an I/O error, not its content).
@@ -267,21 +290,25 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     if ERROR not in lh.table(table_id).schema().column_names:  # created before `_error` existed: add it
         evolve(lh.table(table_id), bronze_table(name).schema)
     table = lh.table(table_id)
-    # One data file per landed file, written as it is parsed: memory holds one file, not the batch.
     directory = data_directory(table, "bronze")
     paths: list[str] = []
     rows = unreadable = 0
-    for number, landed_file in enumerate(files):
-        frame = to_bronze(
-            read_landed(lh.zone, landed_file).lazy(),
-            batch=landed_file.batch,
-            run_id=lh.run.run_id,
-            loaded_at=lh.loaded_at,
-        ).collect()
+    for number, group in enumerate(_bronze_groups(files)):
+        frame = pl.concat(
+            [
+                to_bronze(
+                    read_landed(lh.zone, landed_file).lazy(),
+                    batch=landed_file.batch,
+                    run_id=lh.run.run_id,
+                    loaded_at=lh.loaded_at,
+                ).collect()
+                for landed_file in group
+            ]
+        )
         rows += frame.height
         unreadable += frame.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
         if frame.height:
-            path = f"{directory}/{landed_file.batch.isoformat()}-{number:05d}.parquet"
+            path = f"{directory}/{group[0].batch.isoformat()}-{number:05d}.parquet"
             with storage(table_id):
                 paths.append(write_data_file(table, shape(table, frame.to_arrow(), {}), path))
         del frame

@@ -102,7 +102,7 @@ def shape(table: Table, data: pa.Table, constants: Mapping[str, object]) -> pa.T
     target = schema_to_pyarrow(table.schema(), include_field_ids=False)
     for name, value in constants.items():
         if name in target.names:
-            column = pa.array([value] * data.num_rows, type=target.field(name).type)
+            column = pa.repeat(pa.scalar(value, type=target.field(name).type), data.num_rows)
             data = data.drop_columns([name]) if name in data.column_names else data
             data = data.append_column(name, column)
     missing = [n for n in target.names if n not in data.column_names]
