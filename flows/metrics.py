@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table.snapshots import ancestors_of
@@ -27,6 +25,7 @@ from lakehouse.batches import format_ranges
 from lakehouse.pipeline import Lakehouse, StepResult
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, NAMESPACES, PROP_RUN_ID, QUARANTINE, SILVER, identifier
+from tasks.artifacts import publish_markdown
 from tasks.lineage import StepTiming, take_timings
 
 log = logging.getLogger(__name__)
@@ -234,9 +233,9 @@ def record_run(
     with path.open("a", encoding="utf-8") as out:
         out.write(line)  # one write per run: concurrent runs append whole lines
     if flow_run.get_id():
-        create_markdown_artifact(
+        publish_markdown(
             render_markdown(record),
-            key=re.sub(r"[^a-z0-9-]", "-", f"{lh.run.flow}-run-metrics".lower()),
+            name=f"{lh.run.flow}-run-metrics",
             description=f"Metrics of {lh.run.flow} run {lh.run.run_id}",
         )
     log.info(

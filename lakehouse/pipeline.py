@@ -254,12 +254,8 @@ def _bronze_groups(files: list[LandedFile]) -> list[list[LandedFile]]:
     groups: list[list[LandedFile]] = []
     size = 0
     for landed_file in sorted(files, key=lambda f: (f.batch, f.uri)):
-        last = groups[-1][-1] if groups else None
-        month = last is not None and (last.batch.year, last.batch.month) == (
-            landed_file.batch.year,
-            landed_file.batch.month,
-        )
-        if month and size + landed_file.size <= BRONZE_FILE_BYTES:
+        same_month = bool(groups) and groups[-1][0].batch.replace(day=1) == landed_file.batch.replace(day=1)
+        if same_month and size + landed_file.size <= BRONZE_FILE_BYTES:
             groups[-1].append(landed_file)
             size += landed_file.size
         else:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
-
-from prefect.artifacts import create_markdown_artifact
 
 from checks.gate import audit, require_pass
 from checks.report import render_markdown
 from checks.result import GateResult
 from lakehouse.pipeline import AuditRequest, Lakehouse, StepAudit
 from tasks import lineage
+from tasks.artifacts import publish_markdown
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +42,9 @@ def quality_gate(
         )
         results.append(result)
         lineage.record_gate(result)
-        create_markdown_artifact(
+        publish_markdown(
             render_markdown(result),
-            key=re.sub(r"[^a-z0-9-]", "-", f"gate-{request.table}".lower()),
+            name=f"gate-{request.table}",
             description=f"Quality gate of {request.table}",
         )
         log.info(
