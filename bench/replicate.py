@@ -28,19 +28,13 @@ import polars as pl
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.io.pyarrow import schema_to_pyarrow
-from pyiceberg.table import Table
 
 from lakehouse.catalog import open_catalog
+from lakehouse.files import batch_partitioned
 from lakehouse.settings import Settings
 from lakehouse.tables import BATCH_DATE, BRONZE, PROP_FLOW, QUARANTINE, TPCH
 
 FLOW = "bench-replicate"
-
-
-def batch_partitioned(table: Table) -> bool:
-    """True if ``table`` is partitioned by a transform of ``_batch_date``."""
-    schema = table.schema()
-    return any(schema.find_column_name(f.source_id) == BATCH_DATE for f in table.spec().fields)
 
 
 def fact_tables(catalog: Catalog) -> list[str]:

@@ -30,7 +30,8 @@ from checks.result import CheckOutcome, GateResult, Outcome
 from checks.samples import FailedRows, check_body, read_failed_rows, sample_sql
 from checks.views import DATA_SOURCE, create_view, view_name
 from lakehouse.errors import LakehouseError
-from lakehouse.tables import NAMESPACES, QUARANTINE, all_tables
+from lakehouse.files import batch_partitioned
+from lakehouse.tables import NAMESPACES, all_tables
 
 logger = logging.getLogger(__name__)
 
@@ -252,8 +253,11 @@ def audit(
     The audited table is a DuckDB view over that snapshot's files, rows of ``batches`` only (all rows
     when ``batches`` is None). Every other table the contract names (``silver.orders`` in SQL,
     ``lakehouse/silver/orders`` as reference data) is a view over its ``main`` snapshot, or over the
-    snapshot given in ``references``; tables of the ``quarantine`` namespace are restricted to
-    ``batches`` too, so the quarantine share is the share of the audited batches. ``variables`` are the
+    snapshot given in ``references``. A referenced table partitioned by batch (bronze, quarantine,
+    silver facts, gold facts and marts) is restricted to ``batches`` too: facts land with their
+    parents' batch (a line item with its order, as silver checks it), the quarantine share is the
+    share of the audited batches, and the audit reads what the batches hold, not the whole history.
+    Unpartitioned tables (reference data, gold dimensions) are read whole. ``variables`` are the
     contract's variables (numbers as text, as with ``soda ... --set``). ``contract`` overrides the file
     found by ``contract_path``. When ``reports_dir`` is given, JSON and HTML reports are written there
     and the returned result names the HTML file.
@@ -284,9 +288,7 @@ def audit(
         for identifier in sorted(spec.references - {table_identifier}):
             referenced = catalog.load_table(identifier)
             ref_snapshot = references.get(identifier, referenced.metadata.current_snapshot_id)
-            create_view(
-                con, referenced, ref_snapshot, batches if identifier.startswith(f"{QUARANTINE}.") else None
-            )
+            create_view(con, referenced, ref_snapshot, batches if batch_partitioned(referenced) else None)
             read_snapshots[identifier] = ref_snapshot
         table_columns = [f.name for f in table.schema().fields]
         soda_ok, checks, errors = _verify(

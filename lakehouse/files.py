@@ -67,3 +67,9 @@ def snapshot_files(table: Table, snapshot_id: int | None, batches: list[date] | 
             raise LakehouseError(f"{table.name()} snapshot {snapshot_id} has delete files: read it by scan")
         paths.append(task.file.file_path)
     return paths
+
+
+def batch_partitioned(table: Table) -> bool:
+    """True if ``table`` is partitioned by a transform of ``_batch_date`` (its rows belong to batches)."""
+    schema = table.schema()
+    return any(schema.find_column_name(f.source_id) == BATCH_DATE for f in table.spec().fields)

@@ -242,6 +242,27 @@ def test_broken_references_and_duplicates_show_failing_rows(lakehouse: Lakehouse
     assert partsupp.failed_rows.rows[0][3] == "99"
 
 
+def test_references_to_facts_are_read_in_the_audited_batches_only(lakehouse: Lakehouse) -> None:
+    # Line items of an order landed earlier, now landed on their own: silver rejects them (facts land
+    # with their parents' batch), and so does the gate, which reads silver.orders of NEW_DAY only.
+    first_order = "(SELECT min(o_orderkey) FROM orders)"
+    lines = on_branch(
+        lakehouse, "silver.lineitem", batch_of(lakehouse, "lineitem", f"l_orderkey = {first_order}")
+    )
+    alone = audit(lakehouse.catalog, "silver.lineitem", lines, [NEW_DAY])
+    assert [c.name for c in alone.failed_checks] == ["l_orderkey exists in silver orders"]
+
+    order = on_branch(
+        lakehouse, "silver.orders", batch_of(lakehouse, "orders", f"o_orderkey = {first_order}")
+    )
+    with_order = audit(
+        lakehouse.catalog, "silver.lineitem", lines, [NEW_DAY], references={"silver.orders": order}
+    )
+    # silver.supplier, part and partsupp are not partitioned by batch: read whole, they still match.
+    assert with_order.failed_checks == ()
+    assert with_order.passed
+
+
 def test_schema_problems_are_listed(lakehouse: Lakehouse, tmp_path: Path) -> None:
     contract = tmp_path / "region.yml"
     contract.write_text(
