@@ -70,7 +70,6 @@ from lakehouse.tables import (
 )
 from lakehouse.transforms import gold as gold_transforms
 from lakehouse.transforms import marts, star
-from lakehouse.transforms.bronze import to_bronze
 from lakehouse.transforms.frames import lazy
 from lakehouse.transforms.silver import conform, merge_latest
 
@@ -291,22 +290,15 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     rows = unreadable = 0
     for number, group in enumerate(_bronze_groups(files)):
         frame = pl.concat(
-            [
-                to_bronze(
-                    read_landed(lh.zone, landed_file).lazy(),
-                    batch=landed_file.batch,
-                    run_id=lh.run.run_id,
-                    loaded_at=lh.loaded_at,
-                ).collect()
-                for landed_file in group
-            ]
+            read_landed(lh.zone, landed_file).with_columns(pl.lit(landed_file.batch).alias(BATCH_DATE))
+            for landed_file in group
         )
         rows += frame.height
         unreadable += frame.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
         if frame.height:
             path = f"{directory}/{group[0].batch.isoformat()}-{number:05d}.parquet"
             with storage(table_id):
-                paths.append(write_data_file(table, shape(table, frame.to_arrow(), {}), path))
+                paths.append(write_data_file(table, shape(table, frame.to_arrow(), lh.constants()), path))
         del frame
     landed = sorted({f.batch for f in files})
     counts = {"landed_rows": rows, "files": len(files), "unreadable_files": unreadable}

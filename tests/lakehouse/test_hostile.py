@@ -348,6 +348,14 @@ CSV_CASES = [
     b'r_comment,r_name,r_regionkey\n"x",y,1',  # reordered, no final newline
     REGION.encode() + b'1,a,b\n2,"multi\nline",c\n',  # a quoted line break: exact reader only
     REGION.encode() + b"1,a\n2,b,c\n",  # ragged: exact reader only
+    # no quotes and no CR: the field counts are checked by counting commas
+    REGION.encode() + b"1,a,b\n2,b,c",  # no final newline
+    REGION.encode() + b"1,a\n2,b,c,d\n",  # one short and one long record: as many commas as two good ones
+    REGION.encode() + b"1,a,b\n\n2,b,c\n\n",  # blank lines
+    REGION.encode() + b"1,a,b\n \t \n2,b,c\n",  # a whitespace line
+    b"\nr_regionkey,r_name,r_comment\n1,a,b\n",  # a blank line before the header
+    REGION.encode() + b"1,\xff,b\n",  # not UTF-8
+    REGION.encode().rstrip(b"\n"),  # a header only
     *(k.data for k in KINDS if k.filename.endswith(".csv")),
 ]
 
@@ -380,3 +388,6 @@ def test_tpch_shaped_csv_takes_the_native_path() -> None:
     assert readers._csv_native(good.data, TPCH[TABLE]) is not None
     quoted = REGION + '0,AFRICA,"lar deposits. blithely final packages cajole, regular waters"\n'
     assert readers._csv_native(quoted.encode(), TPCH["region"]) is not None
+    plain = readers._csv_native(f"{REGION}0,AFRICA,x\n1,AMERICA,\n".encode(), TPCH["region"])
+    assert plain is not None
+    assert plain.rows() == [("0", "AFRICA", "x", 1, None), ("1", "AMERICA", None, 2, None)]

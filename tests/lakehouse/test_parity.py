@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,6 @@ from lakehouse.engines.polars import PolarsEngine
 from lakehouse.engines.spark import SparkEngine
 from lakehouse.landing import LandingZone
 from lakehouse.tables import TPCH
-from lakehouse.transforms.bronze import to_bronze
 from lakehouse.transforms.frames import lazy
 from lakehouse.transforms.gold import daily_revenue, fct_sales
 from lakehouse.transforms.parse import parse_columns
@@ -249,12 +248,6 @@ def test_gold(spark: SparkSession) -> None:
     polars_sales, spark_sales = on_both(spark, fct_sales, empty, orders)
     assert_same(polars_sales, spark_sales)
     assert_same(daily_revenue(polars_sales, customer), daily_revenue(spark_sales, to_spark(spark, customer)))
-
-
-def test_to_bronze(spark: SparkSession) -> None:
-    rows = pl.LazyFrame({"a": ["1", None], "_source_file": ["f", "f"], "_row_number": [1, 2]})
-    loaded = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    assert_same(*on_both(spark, to_bronze, rows, batch=D1, run_id="run", loaded_at=loaded))
 
 
 def test_read_landed(spark: SparkSession, tmp_path: Path) -> None:
