@@ -27,7 +27,7 @@ from lakehouse.engines.spark import spark_unavailable
 from lakehouse.errors import LakehouseError
 from lakehouse.landing import LandingZone
 from lakehouse.maintenance import parse_duration
-from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepAudit, StepResult, gold_tables
+from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepAudit, StepResult, gold_tables, on_main
 from lakehouse.router import Router
 from lakehouse.settings import EngineChoice, Settings
 from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, TPCH, all_tables
@@ -178,6 +178,13 @@ def process_chunk(
             continue
         try:
             result = step(lh, name, chunk, gate)
+            if not on_main(lh, result):  # a cached result whose snapshot was rolled back
+                logger.warning(
+                    "%s: snapshot %s of the cached result is no longer on main: running the step again",
+                    table_id,
+                    result.snapshot_id,
+                )
+                result = step.with_options(refresh_cache=True)(lh, name, chunk, gate)
         except (LakehouseError, GateError) as exc:
             failed.add(table_id)
             summary.failures[f"{table_id} {span}"] = str(exc)

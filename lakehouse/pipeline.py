@@ -20,6 +20,7 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import ancestors_of
 
 from lakehouse.batches import format_ranges
 from lakehouse.engines import DataFiles, Engine, FrameT, Written, data_directory, shape, write_data_file
@@ -204,6 +205,21 @@ class StepResult:
     quarantined: int = 0
     snapshot_id: int | None = None
     skipped: str | None = None  # why nothing was written
+
+
+def on_main(lh: Lakehouse, result: StepResult) -> bool:
+    """Whether the snapshot ``result`` wrote is in the history of its table's ``main``.
+
+    A step's result is cached by its inputs; after ``lakehouse rollback`` moved ``main`` back past
+    that snapshot (or once the snapshot expired), the result no longer describes the table, and the
+    step must run again. A result that wrote nothing is always current.
+    """
+    if result.snapshot_id is None:
+        return True
+    table = lh.table(result.table)
+    return any(
+        s.snapshot_id == result.snapshot_id for s in ancestors_of(table.current_snapshot(), table.metadata)
+    )
 
 
 def _write(

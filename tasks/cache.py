@@ -2,7 +2,9 @@
 
 A retried or re-run flow skips a step whose output table, batches, inputs and code are unchanged
 (its result is persisted); a changed input (a new landed file, a new upstream snapshot) recomputes.
-Set ``PREFECT_TASKS_REFRESH_CACHE=true`` to force recomputation.
+Set ``PREFECT_TASKS_REFRESH_CACHE=true`` to force recomputation. A cached result whose snapshot is no
+longer in ``main``'s history (a rollback) is not trusted: the flow runs the step again
+(:func:`lakehouse.pipeline.on_main`).
 """
 
 from __future__ import annotations
