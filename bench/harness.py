@@ -357,15 +357,18 @@ class Bench:
             return {"status": "failed", **measured.as_dict(), "reason": log_tail(measured.log)}
         return {"status": "ok", **measured.as_dict(), **json.loads(result_file.read_text(encoding="utf-8"))}
 
-    def _daily_runs(self, name: str, home: Path, day: date) -> list[dict[str, Any]]:
-        runs = []
-        for i in range(self.options.repeat):
-            command = ["flows.daily", "--date", day.isoformat(), "--engine", "auto"]
-            measured = self.measure(f"{name}-{i + 1}", command, home)
-            if not measured.ok:
-                raise RuntimeError(f"{name} run {i + 1} failed: {log_tail(measured.log)}")
-            runs.append({**measured.as_dict(), "flow_run": self._flow_run(measured)})
-        return runs
+    def _daily_run(self, name: str, home: Path, day: date) -> dict[str, Any]:
+        command = ["flows.daily", "--date", day.isoformat(), "--engine", "auto"]
+        measured = self.measure(name, command, home)
+        if not measured.ok:
+            raise RuntimeError(f"{name} failed: {log_tail(measured.log)}")
+        return {**measured.as_dict(), "flow_run": self._flow_run(measured)}
+
+    def _mains(self, home: Path, option: str, state: Path) -> None:
+        """Save (``--save-mains``) or restore (``--set-mains``) every table's ``main`` of ``home``."""
+        command = ["bench.replicate", "--home", str(home), option, str(state)]
+        if not self.measure(f"{option.removeprefix('--')}-{state.stem}", command).ok:
+            raise RuntimeError(f"bench.replicate {option} {state} failed")
 
     def incremental(self) -> dict[str, Any]:
         """One day's batch into the full history, then into 10× the history; the ratio of the times.
@@ -373,14 +376,17 @@ class Bench:
         The day is the last landed date, re-run with ``flows.daily --date`` (a re-run replaces
         exactly that date's data: the same reads, transforms, gates and commits as a new day, plus
         dropping the rows it replaces). The 10× history is built by replicating the fact history
-        back in time (:mod:`bench.replicate`), so the day's batch stays the same size. The ratio is
+        back in time (:mod:`bench.replicate`), so the day's batch stays the same size. The 1x and 10x
+        runs alternate (``main`` of every table is switched between the two saved states, metadata
+        only), so a machine getting faster or slower during the stage affects both alike. The ratio is
         of the fastest process wall times; the ratio of the task work alone (without interpreter
         start and imports, which do not depend on the history) is given too.
         """
         _, last = self._require_seed()
         home = Path(self._bulk_auto()["home"])
         factor = self.options.history_copies + 1
-        one = self._daily_runs("incremental-1x", home, last)
+        states = {n: self.options.workdir / f"history-{n}x.json" for n in (1, factor)}
+        self._mains(home, "--save-mains", states[1])
         result_file = self.options.workdir / "replicate-result.json"
         command = [
             "bench.replicate",
@@ -394,7 +400,15 @@ class Bench:
         grown = self.measure("replicate", command)
         if not grown.ok:
             raise RuntimeError(f"replicating the history failed: {log_tail(grown.log)}")
-        many = self._daily_runs(f"incremental-{factor}x", home, last)
+        self._mains(home, "--save-mains", states[factor])
+        # Alternate 1x and 10x runs, so that drift in the machine's speed hits both alike.
+        one: list[dict[str, Any]] = []
+        many: list[dict[str, Any]] = []
+        for i in range(self.options.repeat):
+            for n, runs in ((1, one), (factor, many)):
+                self._mains(home, "--set-mains", states[n])
+                runs.append(self._daily_run(f"incremental-{n}x-{i + 1}", home, last))
+        self._mains(home, "--set-mains", states[1])  # later stages read the lakehouse the bulk run built
         result: dict[str, Any] = {
             "status": "ok",
             "day": last.isoformat(),

@@ -11,7 +11,9 @@ with the number of days. Each copy is one append commit, carrying the table's ``
 snapshot properties forward (the promotion watermark included).
 
 ``python -m bench.replicate --home DIR --copies 9 [--result FILE]`` (the embedded catalog under
-``DIR``) writes what it replicated as JSON.
+``DIR``) writes what it replicated as JSON; ``--save-mains FILE`` and ``--set-mains FILE`` save every
+table's ``main`` snapshot and point ``main`` back at the saved ones (the incremental stage alternates
+its 1x and 10x runs this way, so a machine getting faster or slower affects both alike).
 """
 
 from __future__ import annotations
@@ -100,14 +102,42 @@ def replicate(catalog: Catalog, table_id: str, copies: int) -> dict[str, int]:
     return {"rows_before": rows.height, "rows_after": rows.height * (copies + 1)}
 
 
+def save_mains(catalog: Catalog, path: Path) -> None:
+    """Write the ``main`` snapshot id of every table to ``path`` (JSON), for :func:`set_mains`."""
+    mains = {
+        f"{namespace}.{ident[-1]}": catalog.load_table(ident).metadata.current_snapshot_id
+        for namespace in sorted(ns[0] for ns in catalog.list_namespaces())
+        for ident in sorted(catalog.list_tables(namespace))
+    }
+    path.write_text(json.dumps(mains, indent=1) + "\n", encoding="utf-8")
+
+
+def set_mains(catalog: Catalog, path: Path) -> None:
+    """Point ``main`` of every table saved in ``path`` back at its saved snapshot (metadata only).
+
+    The snapshots a run wrote since stay in the metadata, off ``main``; switching between two saved
+    states (1x and 10x the history) lets the incremental stage alternate its runs on one lakehouse.
+    """
+    for table_id, snapshot_id in json.loads(path.read_text(encoding="utf-8")).items():
+        table = catalog.load_table(table_id)
+        if snapshot_id is not None and table.metadata.current_snapshot_id != snapshot_id:
+            table.manage_snapshots().set_current_snapshot(snapshot_id=snapshot_id).commit()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point: prints what was replicated as JSON."""
+    """Command line entry point: prints what was replicated as JSON (or saves or sets the mains)."""
     parser = argparse.ArgumentParser(prog="python -m bench.replicate", description=__doc__)
     parser.add_argument("--home", type=Path, required=True, help="LAKEHOUSE_HOME of the lakehouse to grow")
     parser.add_argument("--copies", type=int, default=9, help="copies to add (9: ten times the history)")
     parser.add_argument("--result", type=Path, default=None, help="write the JSON here instead of stdout")
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--save-mains", type=Path, help="only save every table's main snapshot to this file")
+    state.add_argument("--set-mains", type=Path, help="only point every table's main back at this file's")
     args = parser.parse_args(argv)
     catalog = open_catalog(Settings(home=args.home))
+    if args.save_mains or args.set_mains:
+        (save_mains if args.save_mains else set_mains)(catalog, args.save_mains or args.set_mains)
+        return 0
     out = {}
     for table_id in fact_tables(catalog):
         began = time.perf_counter()
