@@ -9,10 +9,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineChoice = Literal["auto", "polars", "spark"]
-ENGINE_THRESHOLD_BYTES = 397 * 1024 * 1024
+ENGINE_THRESHOLD_BYTES = 438 * 1024 * 1024
 """From ``bench/results/sf1.json`` (2 cores, 23.5 GiB): Spark was 10-38x slower than Polars at every
-size measured (79 kB to 191 MB of lineitem data files), so there the limit is memory: Polars peaked
-at 30.3 bytes of RSS per byte of work, and 397 MiB of work keeps one step under half the memory
+size measured (77 kB to 186 MB of lineitem data files), so there the limit is memory: Polars peaked
+at 27.5 bytes of RSS per byte of work, and 438 MiB of work keeps one step under half the memory
 (``recommended_threshold_bytes``). Re-measure on other machines: ``python -m bench``."""
 DURATION_PATTERN = r"^(\d+[wdhms])+$"
 """A duration such as ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or ``1d12h``."""
