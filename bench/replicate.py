@@ -39,16 +39,24 @@ from lakehouse.tables import BATCH_DATE, BRONZE, PROP_FLOW, QUARANTINE, TPCH
 FLOW = "bench-replicate"
 
 
+def _table_ids(catalog: Catalog) -> list[str]:
+    """Every table of the catalog as ``namespace.name``, sorted."""
+    return [
+        f"{namespace}.{ident[-1]}"
+        for namespace in sorted(ns[0] for ns in catalog.list_namespaces())
+        for ident in sorted(catalog.list_tables(namespace))
+    ]
+
+
 def fact_tables(catalog: Catalog) -> list[str]:
     """Identifiers of the tables whose rows grow with the number of days (see the module doc)."""
     out = []
-    for namespace in sorted(ns[0] for ns in catalog.list_namespaces()):
-        for ident in sorted(catalog.list_tables(namespace)):
-            name = ident[-1]
-            if namespace in (BRONZE, QUARANTINE) and TPCH[name].kind == "reference":
-                continue
-            if batch_partitioned(catalog.load_table(ident)):
-                out.append(f"{namespace}.{name}")
+    for table_id in _table_ids(catalog):
+        namespace, name = table_id.split(".")
+        if namespace in (BRONZE, QUARANTINE) and TPCH[name].kind == "reference":
+            continue
+        if batch_partitioned(catalog.load_table(table_id)):
+            out.append(table_id)
     return out
 
 
@@ -104,11 +112,7 @@ def replicate(catalog: Catalog, table_id: str, copies: int) -> dict[str, int]:
 
 def save_mains(catalog: Catalog, path: Path) -> None:
     """Write the ``main`` snapshot id of every table to ``path`` (JSON), for :func:`set_mains`."""
-    mains = {
-        f"{namespace}.{ident[-1]}": catalog.load_table(ident).metadata.current_snapshot_id
-        for namespace in sorted(ns[0] for ns in catalog.list_namespaces())
-        for ident in sorted(catalog.list_tables(namespace))
-    }
+    mains = {t: catalog.load_table(t).metadata.current_snapshot_id for t in _table_ids(catalog)}
     path.write_text(json.dumps(mains, indent=1) + "\n", encoding="utf-8")
 
 
