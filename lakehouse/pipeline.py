@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -263,6 +264,10 @@ BRONZE_DECISION = "landed files are parsed in process, one file at a time, by th
 BRONZE_FILE_BYTES = 32 * 1024 * 1024
 """Landed bytes gathered into one bronze data file (a landed file larger than this gets its own)."""
 
+BRONZE_PARSE_THREADS = 2
+"""Landed files of a data file parsed at once: Polars releases the GIL while it parses, so the
+Python checks of one file run while another is parsed."""
+
 
 def _bronze_groups(files: list[LandedFile]) -> list[list[LandedFile]]:
     """``files`` in runs of one month (the partition) holding at most :data:`BRONZE_FILE_BYTES`."""
@@ -304,18 +309,20 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     directory = data_directory(table, "bronze")
     paths: list[str] = []
     rows = unreadable = 0
-    for number, group in enumerate(_bronze_groups(files)):
-        frame = pl.concat(
-            read_landed(lh.zone, landed_file).with_columns(pl.lit(landed_file.batch).alias(BATCH_DATE))
-            for landed_file in group
-        )
-        rows += frame.height
-        unreadable += frame.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
-        if frame.height:
-            path = f"{directory}/{group[0].batch.isoformat()}-{number:05d}.parquet"
-            with storage(table_id):
-                paths.append(write_data_file(table, shape(table, frame.to_arrow(), lh.constants()), path))
-        del frame
+
+    def parse(landed_file: LandedFile) -> pl.DataFrame:
+        return read_landed(lh.zone, landed_file).with_columns(pl.lit(landed_file.batch).alias(BATCH_DATE))
+
+    with ThreadPoolExecutor(BRONZE_PARSE_THREADS, thread_name_prefix="bronze") as pool:
+        for number, group in enumerate(_bronze_groups(files)):
+            frame = pl.concat(pool.map(parse, group))
+            rows += frame.height
+            unreadable += frame.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
+            if frame.height:
+                path = f"{directory}/{group[0].batch.isoformat()}-{number:05d}.parquet"
+                with storage(table_id):
+                    paths.append(write_data_file(table, shape(table, frame.to_arrow(), lh.constants()), path))
+            del frame
     landed = sorted({f.batch for f in files})
     counts = {"landed_rows": rows, "files": len(files), "unreadable_files": unreadable}
     decision = Decision("polars", BRONZE_DECISION, sum(f.size for f in files), None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.refs import SnapshotRefType
 
 from lakehouse.batches import format_ranges, parse_ranges
-from lakehouse.engines import DataFiles, Written, register_files
+from lakehouse.engines import DataFiles, Written, register_files, write_rows
 from lakehouse.errors import CommitConflictError, LakehouseError, WarehouseError
 from lakehouse.faults import (
     PUBLISH_COMMITTED,
@@ -150,14 +149,9 @@ def stage(
     props = {**properties, PROP_PROMOTED: format_ranges(done | batches)}
     with _staging(table, branch):
         written = data(base_id) if callable(data) else data
+        files = written if isinstance(written, DataFiles) else write_rows(table, written)
     with _staging(table, branch), table.transaction() as tx:
-        if isinstance(written, DataFiles):
-            register_files(tx, written, replace=replace, branch=branch, properties=props)
-        else:
-            with warnings.catch_warnings():
-                # A first load of a batch replaces nothing; pyiceberg warns about that, which is expected.
-                warnings.filterwarnings("ignore", "Delete operation did not match any records", UserWarning)
-                tx.overwrite(written, overwrite_filter=replace, snapshot_properties=props, branch=branch)
+        register_files(tx, files, replace=replace, branch=branch, properties=props)
         fault_point(STAGE_FILES_WRITTEN)  # data files and manifests written; the transaction commits on exit
     table.refresh()
     fault_point(STAGE_COMMITTED)

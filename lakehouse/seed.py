@@ -47,6 +47,9 @@ MANIFEST = "_seed.json"
 TPCHGEN = "tpchgen-cli"
 PARQUET_TABLES = frozenset({"region", "nation"})
 CHANGES_FILE = "changes.jsonl"
+SNAPSHOT_PART_ROWS = 1_000_000
+"""Rows per landed file of a snapshot, as a source's export would split it: partsupp at SF10 is 8M
+rows, 1.2 GB, which the readers reject whole (``ReadLimits.max_file_bytes``, 256 MiB)."""
 
 CHANGE_EVERY_DAYS = 30
 CHANGE_SHARE = 0.005  # of all customers, per change set
@@ -418,16 +421,23 @@ class _Run:
         return [rng.choice(RULES[table]) for _ in range(_anomaly_count(rows))]
 
     def land_snapshot(self, table: str, path: Path, day: date) -> None:
-        """Land tpchgen's ``table`` as one snapshot on ``day``: Parquet of strings or the CSV as is."""
+        """Land tpchgen's ``table`` as one snapshot on ``day``: Parquet of strings or the CSV as is.
+
+        A CSV of more than :data:`SNAPSHOT_PART_ROWS` rows lands in parts, ``<table>-00000.csv``, ...
+        """
         frame = pl.scan_csv(path, infer_schema=False)
         rows: int = frame.select(pl.len()).collect().item()
         if table in PARQUET_TABLES:
             buffer = io.BytesIO()
             frame.collect().write_parquet(buffer)
-            name, data = f"{table}.parquet", buffer.getvalue()
+            self.zone.write(table, day, f"{table}.parquet", buffer.getvalue())
+        elif rows <= SNAPSHOT_PART_ROWS:
+            self.zone.write(table, day, f"{table}.csv", path.read_bytes())
         else:
-            name, data = f"{table}.csv", path.read_bytes()
-        self.zone.write(table, day, name, data)
+            whole = frame.collect()
+            for number, offset in enumerate(range(0, rows, SNAPSHOT_PART_ROWS)):
+                part = whole.slice(offset, SNAPSHOT_PART_ROWS).write_csv()
+                self.zone.write(table, day, f"{table}-{number:05d}.csv", part.encode())
         self._landed(table, day, rows)
         log.info("landed %s: %d rows on %s", table, rows, day)
 

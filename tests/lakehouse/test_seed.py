@@ -270,6 +270,23 @@ def test_a_seed_is_deterministic_and_its_manifest_reads_back(ranged: Seeded, tmp
                 assert pl.read_csv(files_of_day[0].path, infer_schema=False).height == rows
 
 
+def test_a_large_snapshot_lands_in_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lakehouse.seed.SNAPSHOT_PART_ROWS", 3000)  # partsupp at SF0.01: 8,000 rows
+    seeded = _seed(tmp_path, start=START, days=2, anomalies=False, changes=False)
+    zone = LandingZone(str(seeded.root))
+    parts = zone.files("partsupp", [START])
+    assert [Path(f.path).name for f in parts] == [
+        "partsupp-00000.csv",
+        "partsupp-00001.csv",
+        "partsupp-00002.csv",
+    ]
+    frames = [pl.read_csv(f.path, infer_schema=False) for f in parts]
+    assert [f.height for f in frames] == [3000, 3000, 2000]
+    assert_frame_equal(pl.concat(frames), seeded.tpch("partsupp"))  # in tpchgen's order
+    assert seeded.report.rows["partsupp"] == {START: 8000}
+    assert [Path(f.path).name for f in zone.files("supplier", [START])] == ["supplier.csv"]  # 100 rows
+
+
 def test_bad_arguments_and_a_missing_tpchgen_are_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
