@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 
 
@@ -40,12 +40,22 @@ def parse_ranges(text: str | None) -> set[date]:
     return out
 
 
-def chunks(dates: Iterable[date], max_days: int) -> list[list[date]]:
-    """Split sorted dates into chunks each spanning at most ``max_days`` calendar days."""
+def chunks(
+    dates: Iterable[date], max_days: int, sizes: Mapping[date, int] | None = None, max_bytes: int = 0
+) -> list[list[date]]:
+    """Split sorted dates into chunks each spanning at most ``max_days`` calendar days.
+
+    With ``sizes`` (bytes per date) and ``max_bytes``, a chunk also holds at most ``max_bytes``,
+    unless it is one date larger than that.
+    """
     out: list[list[date]] = []
+    held = 0
     for day in sorted(set(dates)):
-        if out and (day - out[-1][0]).days < max_days:
+        size = sizes.get(day, 0) if sizes else 0
+        if out and (day - out[-1][0]).days < max_days and (not max_bytes or held + size <= max_bytes):
             out[-1].append(day)
+            held += size
         else:
             out.append([day])
+            held = size
     return out

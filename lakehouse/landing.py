@@ -186,6 +186,29 @@ class LandingZone:
                     )
         return out
 
+    def landed_bytes(self) -> dict[date, int]:
+        """Bytes landed per batch date, all tables together: one recursive listing per table.
+
+        For planning (chunk sizes): entries :meth:`files` would skip are not counted, and not warned
+        about here.
+        """
+        out: dict[date, int] = {}
+        for table in TPCH:
+            root = self.table_dir(table)
+            if self.fs.get_file_info(root).type != pafs.FileType.Directory:
+                continue
+            for entry in self.fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+                partition, _, name = entry.path[len(root) + 1 :].partition("/")
+                match = _PARTITION.match(partition)
+                if entry.type != pafs.FileType.File or "/" in name or name.startswith(_NOT_DATA) or not match:
+                    continue
+                try:
+                    batch = date.fromisoformat(match.group(1))
+                except ValueError:
+                    continue
+                out[batch] = out.get(batch, 0) + (entry.size or 0)
+        return out
+
     def escapes(self, landed: LandedFile) -> bool:
         """True if ``landed`` is a local symlink (or under one) resolving outside the zone's root.
 

@@ -9,11 +9,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineChoice = Literal["auto", "polars", "spark"]
-ENGINE_THRESHOLD_BYTES = 438 * 1024 * 1024
+ENGINE_THRESHOLD_BYTES = 186 * 1024 * 1024
 """From ``bench/results/sf1.json`` (2 cores, 23.5 GiB): Spark was 10-38x slower than Polars at every
 size measured (77 kB to 186 MB of lineitem data files), so there the limit is memory: Polars peaked
-at 27.5 bytes of RSS per byte of work, and 438 MiB of work keeps one step under half the memory
-(``recommended_threshold_bytes``). Re-measure on other machines: ``python -m bench``."""
+at 27.5 bytes of RSS per byte of work, and 186 MiB of work keeps one step under 5 GiB
+(``recommended_threshold_bytes``; the bulk run stays within 6 GB at SF10). Re-measure on other
+machines: ``python -m bench``."""
 DURATION_PATTERN = r"^(\d+[wdhms])+$"
 """A duration such as ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or ``1d12h``."""
 
@@ -34,6 +35,14 @@ class Settings(BaseSettings):
     )
     catalog: str = Field(default="lakehouse", description="pyiceberg catalog name.")
     chunk_days: int = Field(default=366, ge=1, description="Most batch dates processed in one chunk.")
+    chunk_mb: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Most landed MiB processed in one chunk (a larger batch date is a chunk of its own): "
+            "bounds the memory of a step whatever the scale."
+        ),
+    )
     quarantine_max_share: float = Field(
         default=0.05, ge=0.0, le=1.0, description="Largest share of a batch that may go to quarantine."
     )

@@ -33,6 +33,16 @@ def test_chunks_bound_the_calendar_span() -> None:
     assert all((c[-1] - c[0]).days < 4 for c in out)
 
 
+def test_chunks_bound_the_landed_bytes() -> None:
+    days = [date(1995, 1, 1) + timedelta(days=n) for n in range(6)]
+    sizes = dict(zip(days, [10, 50, 30, 200, 20, 20], strict=True))
+    out = chunks(days, 366, sizes, 100)
+    # 10+50+30 fit; 200 alone is over the bound: its own chunk; then 20+20
+    assert out == [days[:3], [days[3]], days[4:]]
+    assert chunks(days, 2, sizes, 1000) == [days[0:2], days[2:4], days[4:6]]  # the span still bounds
+    assert chunks(days, 366) == [days]
+
+
 def test_runs_are_consecutive_days() -> None:
     days = [date(1995, 1, 3), date(1995, 1, 1), date(1995, 1, 2), date(1995, 1, 5)]
     assert runs(days) == [(date(1995, 1, 1), date(1995, 1, 3)), (date(1995, 1, 5), date(1995, 1, 5))]

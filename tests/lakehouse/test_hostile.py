@@ -247,6 +247,9 @@ def test_unknown_tables_and_path_like_partitions_are_never_read(
         "stray.csv is not read",
     ):
         assert sum(what in m for m in messages) == 1, what  # once per zone, however often listed
+    # chunk planning counts the bytes of the files read, and only those
+    zone.write("customer", date(1995, 3, 2), "changes.jsonl", b"{}\n")
+    assert zone.landed_bytes() == {DAY: files[0].size, date(1995, 3, 2): 3}
 
 
 def test_a_partition_linked_outside_the_zone_is_rejected_file_by_file(tmp_path: Path) -> None:
