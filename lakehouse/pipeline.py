@@ -191,8 +191,11 @@ def _deciding(decision: Decision) -> Iterator[None]:
 def _routed(lh: Lakehouse, table_id: str, work: Work) -> Iterator[Engine[Any]]:
     """The engine the router picks for the step writing ``table_id``; its commits are stamped with it."""
     engine, decision = lh.router.route(table_id, work)
-    with _deciding(decision):
-        yield engine
+    try:
+        with _deciding(decision):
+            yield engine
+    finally:
+        lh.router.release(engine)
 
 
 @dataclass(frozen=True)

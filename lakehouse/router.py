@@ -18,7 +18,13 @@ from pyiceberg.table import Table
 
 from lakehouse.engines import Engine, EngineUnavailableError
 from lakehouse.engines.polars import PolarsEngine
-from lakehouse.engines.spark import SparkEngine, spark_session, spark_unavailable
+from lakehouse.engines.spark import (
+    SparkEngine,
+    spark_session,
+    spark_session_running,
+    spark_unavailable,
+    stop_spark_session,
+)
 from lakehouse.files import batch_filter
 from lakehouse.landing import LandingZone
 from lakehouse.settings import ENGINE_THRESHOLD_BYTES, EngineChoice
@@ -126,6 +132,8 @@ class Router:
     master: str = "local[*]"
     conf: Mapping[str, str] = field(default_factory=dict)
     _spark: SparkEngine | None = field(default=None, init=False, repr=False)
+    _spark_steps: int = field(default=0, init=False, repr=False)  # steps running on _spark
+    _owns_spark: bool = field(default=False, init=False, repr=False)  # _spark's session started here
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def route(self, step: str, work: Work) -> tuple[Engine[Any], Decision]:
@@ -149,5 +157,23 @@ class Router:
             return PolarsEngine(), decision
         with self._lock:
             if self._spark is None:
+                self._owns_spark = not spark_session_running()
                 self._spark = SparkEngine(spark_session(self.master, self.conf))
+            self._spark_steps += 1
         return self._spark, decision
+
+    def release(self, engine: Engine[Any]) -> None:
+        """The step given ``engine`` by :meth:`route` is done.
+
+        With ``--engine auto``, Spark runs only the rare steps above the threshold: once none is
+        running, a session the router started stops and its JVM exits, so the Polars steps that
+        follow have the memory (the next Spark step starts a new one, about 10 s). ``--engine
+        spark`` keeps it, as does a session the process had before (a notebook's, the tests').
+        """
+        if engine is not self._spark or self._spark is None:
+            return
+        with self._lock:
+            self._spark_steps -= 1
+            if self._spark_steps == 0 and self.choice == "auto" and self._owns_spark:
+                stop_spark_session()
+                self._spark = None

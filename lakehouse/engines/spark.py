@@ -199,14 +199,40 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
         return _session
 
 
+def spark_session_running() -> bool:
+    """Whether :func:`spark_session` has started a session that is not stopped yet."""
+    return _session is not None
+
+
 def stop_spark_session() -> None:
-    """Stop the process's SparkSession if one was started (a later :func:`spark_session` starts anew)."""
+    """Stop the process's SparkSession if one was started (a later :func:`spark_session` starts anew).
+
+    The JVM this process launched for it exits too, so its memory (the driver's heap, 2.5 GiB
+    resident with the default settings) is returned.
+    """
     global _session, _session_master
     with _session_lock:
         if _session is not None:
             _session.stop()
+            _end_gateway()
             log.info("stopped the Spark session on %s", _session_master)
         _session, _session_master = None, None
+
+
+def _end_gateway() -> None:
+    """End the py4j gateway JVM of a local or cluster session (Spark Connect has none)."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    gateway.shutdown()
+    process = getattr(gateway, "proc", None)  # None if the JVM was not launched by this process
+    if process is not None:
+        process.stdin.close()  # the gateway server exits when its stdin closes
+        process.wait(timeout=60)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 # ---------------------------------------------------------------------------------------------------

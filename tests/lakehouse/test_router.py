@@ -1,7 +1,10 @@
-"""Engine routing from metadata (no Spark needed)."""
+"""Engine routing from metadata (no Spark needed), and the life of the Spark session it starts."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 import lakehouse.router as router
 from lakehouse.engines import EngineUnavailableError
 from lakehouse.engines.polars import PolarsEngine
+from lakehouse.engines.spark import spark_unavailable
 from lakehouse.landing import LandingZone
 from lakehouse.router import Decision, Router, Work, choose_engine, landed_work, table_work
 from lakehouse.settings import Settings
@@ -108,3 +112,48 @@ def test_table_work_from_manifests(tmp_path: Path) -> None:
     first = table_work(table, [D1])
     assert first.rows == 2 and 0 < first.bytes < everything.bytes
     assert (first + Work(1, None)).rows is None
+
+
+_RELEASE = textwrap.dedent(
+    """
+    import os
+    from lakehouse.engines.spark import spark_session_running
+    from lakehouse.router import Router, Work
+
+    def jvms():  # the JVMs this process launched
+        return [c for c in os.listdir("/proc") if c.isdigit() and _parent(c) == os.getpid()]
+
+    def _parent(pid):
+        try:
+            return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return None
+
+    for choice in ("auto", "spark", "auto"):  # the last one finds the session the second left
+        router = Router(choice, 0, "local[1]", {"spark.ui.enabled": "false"})
+        engine, decision = router.route("silver.orders", Work(10, 1))
+        assert decision.engine == "spark" and engine.count(engine.spark.range(3)) == 3
+        during = len(jvms())
+        router.release(engine)
+        print(choice, during, len(jvms()), spark_session_running())
+    """
+)
+
+
+def test_auto_stops_the_spark_session_it_started_once_its_steps_are_done(tmp_path: Path) -> None:
+    reason = spark_unavailable("local[1]")
+    if reason is not None:
+        pytest.skip(f"Spark unavailable: {reason}")
+    done = subprocess.run(
+        [sys.executable, "-c", _RELEASE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [
+        "auto 1 0 False",  # its JVM exited: the memory is back for the Polars steps
+        "spark 1 1 True",  # --engine spark keeps it for the run
+        "auto 1 1 True",  # a session the router did not start is left alone
+    ]
