@@ -108,7 +108,9 @@ def process(
     """
     logger = get_run_logger()
     gate = quality_gate(lh, settings.reports_dir, settings.quarantine_max_share, summary.gates)
-    parts = chunks(dates, settings.chunk_days, lh.zone.landed_bytes(), settings.chunk_mb * 1024 * 1024)
+    # sizes only matter to split several dates: a daily run of one date does not list the zone
+    sizes = lh.zone.landed_bytes() if len(dates) > 1 else None
+    parts = chunks(dates, settings.chunk_days, sizes, settings.chunk_mb * 1024 * 1024)
     # Prefect's artifact functions are sync/async dual: in a sync flow they return the id.
     progress = cast(
         UUID, create_progress_artifact(0.0, description=f"{len(dates)} batch dates in {len(parts)} chunks")
