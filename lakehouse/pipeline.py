@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -291,10 +291,11 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     """Land ``name``'s files of ``batches`` into ``bronze.<name>`` (replacing those batches).
 
     Every landed row is loaded, and a file that cannot be read as one row whose ``_error`` says
-    why (see :mod:`lakehouse.readers`). Files are parsed one at a time, always in process (the
-    reader's rules, exact field counts, strict UTF-8, ..., are its own), and written as they are
-    parsed, the files of a month gathered into data files of up to :data:`BRONZE_FILE_BYTES` landed
-    bytes: memory holds that much, not the batch. The data files are committed together.
+    why (see :mod:`lakehouse.readers`). Files are parsed :data:`BRONZE_PARSE_THREADS` at a time,
+    always in process (the reader's rules, exact field counts, strict UTF-8, ..., are its own), and
+    written as they are parsed, the files of a month gathered into data files of up to
+    :data:`BRONZE_FILE_BYTES` landed bytes, each encoded while the next is parsed: memory holds two
+    such groups, not the batch. The data files are committed together.
 
     Raises:
         LandingError: if a landed file cannot be fetched (an I/O error, not its content).
@@ -316,16 +317,29 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     def parse(landed_file: LandedFile) -> pl.DataFrame:
         return read_landed(lh.zone, landed_file).with_columns(pl.lit(landed_file.batch).alias(BATCH_DATE))
 
-    with ThreadPoolExecutor(BRONZE_PARSE_THREADS, thread_name_prefix="bronze") as pool:
+    def write(frame: pl.DataFrame, path: str) -> str:
+        with storage(table_id):
+            return write_data_file(table, shape(table, frame.to_arrow(), lh.constants()), path)
+
+    # A data file is encoded (one core) while the next group is parsed: memory holds two groups.
+    writing: Future[str] | None = None
+    with (
+        ThreadPoolExecutor(BRONZE_PARSE_THREADS, thread_name_prefix="bronze") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="bronze-write") as writer,
+    ):
         for number, group in enumerate(_bronze_groups(files)):
             frame = pl.concat(pool.map(parse, group))
             rows += frame.height
             unreadable += frame.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
+            if writing is not None:
+                paths.append(writing.result())
+                writing = None
             if frame.height:
                 path = f"{directory}/{group[0].batch.isoformat()}-{number:05d}.parquet"
-                with storage(table_id):
-                    paths.append(write_data_file(table, shape(table, frame.to_arrow(), lh.constants()), path))
+                writing = writer.submit(write, frame, path)
             del frame
+        if writing is not None:
+            paths.append(writing.result())
     landed = sorted({f.batch for f in files})
     counts = {"landed_rows": rows, "files": len(files), "unreadable_files": unreadable}
     decision = Decision("polars", BRONZE_DECISION, sum(f.size for f in files), None)
