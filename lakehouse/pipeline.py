@@ -311,7 +311,6 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
         evolve(lh.table(table_id), bronze_table(name).schema)
     table = lh.table(table_id)
     directory = data_directory(table, "bronze")
-    paths: list[str] = []
     rows = unreadable = 0
 
     def parse(landed_file: LandedFile) -> pl.DataFrame:
@@ -322,7 +321,7 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
             return write_data_file(table, shape(table, frame.to_arrow(), lh.constants()), path)
 
     # A data file is encoded (one core) while the next group is parsed: memory holds two groups.
-    writing: Future[str] | None = None
+    writes: list[Future[str]] = []
     with (
         ThreadPoolExecutor(BRONZE_PARSE_THREADS, thread_name_prefix="bronze") as pool,
         ThreadPoolExecutor(1, thread_name_prefix="bronze-write") as writer,
@@ -331,15 +330,13 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
             frame = pl.concat(pool.map(parse, group))
             rows += frame.height
             unreadable += frame.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
-            if writing is not None:
-                paths.append(writing.result())
-                writing = None
+            if writes:
+                writes[-1].result()  # the previous group is written (or its error raised) first
             if frame.height:
                 path = f"{directory}/{group[0].batch.isoformat()}-{number:05d}.parquet"
-                writing = writer.submit(write, frame, path)
+                writes.append(writer.submit(write, frame, path))
             del frame
-        if writing is not None:
-            paths.append(writing.result())
+    paths = [w.result() for w in writes]
     landed = sorted({f.batch for f in files})
     counts = {"landed_rows": rows, "files": len(files), "unreadable_files": unreadable}
     decision = Decision("polars", BRONZE_DECISION, sum(f.size for f in files), None)
