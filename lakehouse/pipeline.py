@@ -389,6 +389,7 @@ def _build_silver(
         rows.filter(nw.col(ERROR).is_null()).drop(ERROR).to_native(),
         spec,
         _parents(lh, engine, name, present),
+        materialize=engine.materialize,
     )
     conformed = lazy(result.rejected)
     unusable = rows.filter(~nw.col(ERROR).is_null()).rename({ERROR: RULE})
@@ -397,7 +398,7 @@ def _build_silver(
         .sort(BATCH_DATE, SOURCE_FILE, ROW_NUMBER)
         .to_native()
     )
-    good = engine.materialize(result.good)
+    good = result.good  # a filter of the flagged rows materialized by conform
     rows_in, quarantined = engine.count(bronze), engine.count(rejected)
     counts = {"landed_rows": rows_in, "quarantined_rows": quarantined}
     quarantine = lh.table(identifier(QUARANTINE, name))

@@ -8,7 +8,7 @@ Every function takes and returns native lazy frames of one engine (Polars or Spa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Generic
@@ -35,6 +35,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 DATE_RANGE = (date(1900, 1, 1), date(2099, 12, 31))
 _OK = "__ok_"
 _ONE = "__one"
+_CLEAN = "__clean"
 
 
 @dataclass(frozen=True)
@@ -79,21 +80,25 @@ def _rule(spec: SourceTable, parents: Mapping[str, object]) -> nw.Expr:
     return rule.alias(RULE)
 
 
-def _first_of_key(keys: list[str], order_by: list[str]) -> nw.Expr:
-    """True on the first row of each key in ``order_by`` order (needs the ``__one`` column)."""
-    return nw.col(_ONE).cum_sum().over(*keys, order_by=order_by) == 1
-
-
 def conform(
-    rows: IntoLazyFrameT, spec: SourceTable, parents: Mapping[str, IntoLazyFrameT] | None = None
+    rows: IntoLazyFrameT,
+    spec: SourceTable,
+    parents: Mapping[str, IntoLazyFrameT] | None = None,
+    *,
+    materialize: Callable[[IntoLazyFrameT], IntoLazyFrameT] | None = None,
 ) -> Conformed[IntoLazyFrameT]:
     """Type, validate and deduplicate bronze rows of one table.
+
+    Every row is typed and given the rule it breaks, if any, once; both results are cut from these
+    flagged rows (the rejected ones joined back to their original string values).
 
     Args:
         rows: bronze rows (TPC-H columns as strings plus load metadata).
         spec: the TPC-H table.
         parents: for each foreign-key column to check, a frame (same engine as ``rows``) whose
             first column holds the valid parent keys, typed like the column.
+        materialize: applied to the flagged rows (e.g. an engine's ``materialize``) so that
+            parsing, joins and deduplication run once rather than once per result.
 
     Returns:
         ``good`` with TPC-H columns typed plus the load metadata, in file and row order, and
@@ -105,9 +110,11 @@ def conform(
 
     """
     parents = parents or {}
-    work = lazy(rows)
-    meta = [c for c in work.collect_schema().names() if c.startswith("_")]
-    work = parse_columns(work, {_typed(c.name): (c.name, c.type) for c in spec.columns if c.type != "string"})
+    source = lazy(rows)
+    meta = [c for c in source.collect_schema().names() if c.startswith("_")]
+    work = parse_columns(
+        source, {_typed(c.name): (c.name, c.type) for c in spec.columns if c.type != "string"}
+    )
     work = work.with_columns(nw.col(c.name).alias(_typed(c.name)) for c in spec.columns if c.type == "string")
     for col, keys in parents.items():
         parent = lazy(keys)
@@ -118,28 +125,32 @@ def conform(
             .with_columns(nw.lit(True).alias(_OK + col))
         )
         work = work.join(valid, on=_typed(col), how="left")
-    work = work.with_columns(_rule(spec, parents), nw.lit(1).alias(_ONE))
-    clean = work.filter(nw.col(RULE).is_null())
+    work = work.with_columns(_rule(spec, parents))
     # Facts: a key is unique across batches. References: once per batch (later batches are versions).
+    # Among the rows no other rule rejects, the first of a key (file and row order) is kept.
     unique_by = [_typed(k) for k in spec.key] + ([BATCH_DATE] if spec.kind == "reference" else [])
-    clean = clean.with_columns(
-        nw.when(_first_of_key(unique_by, [SOURCE_FILE, ROW_NUMBER]))
-        .then(nw.lit(None, dtype=nw.String()))
-        .otherwise(nw.lit("duplicate_key"))
-        .alias(RULE)
-    )
-    good = (
-        clean.filter(nw.col(RULE).is_null())
-        .select(*(nw.col(_typed(c)).alias(c) for c in spec.column_names), *meta)
+    clean = nw.when(nw.col(RULE).is_null()).then(nw.lit(1)).otherwise(nw.lit(0))
+    seen = nw.col(_CLEAN).cum_sum().over(*unique_by, order_by=[SOURCE_FILE, ROW_NUMBER])
+    flagged = (
+        work.with_columns(clean.alias(_CLEAN))
+        .with_columns(
+            nw.when(nw.col(RULE).is_null() & (seen > 1))
+            .then(nw.lit("duplicate_key"))
+            .otherwise(nw.col(RULE))
+            .alias(RULE)
+        )
+        .select(*(nw.col(_typed(c)).alias(c) for c in spec.column_names), *meta, RULE)
         .sort(SOURCE_FILE, ROW_NUMBER)
     )
-    rejected_columns = [*spec.column_names, RULE, *meta]
-    rejected = nw.concat(
-        [
-            work.filter(~nw.col(RULE).is_null()).select(rejected_columns),
-            clean.filter(~nw.col(RULE).is_null()).select(rejected_columns),
-        ]
-    ).sort(BATCH_DATE, SOURCE_FILE, ROW_NUMBER)
+    if materialize is not None:
+        flagged = lazy(materialize(flagged.to_native()))
+    good = flagged.filter(nw.col(RULE).is_null()).drop(RULE)
+    rule_of = flagged.filter(~nw.col(RULE).is_null()).select(SOURCE_FILE, ROW_NUMBER, RULE)
+    rejected = (
+        source.join(rule_of, on=[SOURCE_FILE, ROW_NUMBER], how="inner")
+        .select(*spec.column_names, RULE, *meta)
+        .sort(BATCH_DATE, SOURCE_FILE, ROW_NUMBER)
+    )
     return Conformed(good=good.to_native(), rejected=rejected.to_native())
 
 
