@@ -66,6 +66,35 @@ def test_conform_types_rows_and_rejects_each_rule_once() -> None:
     assert good.height + rejected.height == 7
 
 
+def test_conform_flags_rows_once_and_keeps_the_first_clean_row_of_a_key() -> None:
+    rows = _orders(
+        [
+            ("1", "7", "bad", "1995-01-01"),  # key 1, but unparseable: not the row kept
+            ("1", "7", "2.00", "1995-01-01"),  # the first row of key 1 no other rule rejects: kept
+            ("1", "7", "3.00", "1995-01-01"),  # duplicate
+            ("2", "999", "1.00", "1995-01-01"),  # orphan customer
+        ]
+    )
+    parents = {"o_custkey": pl.LazyFrame({"c_custkey": [7]})}
+    materialized: list[pl.LazyFrame] = []
+
+    def materialize(frame: pl.LazyFrame) -> pl.LazyFrame:
+        materialized.append(frame)
+        return frame.collect().lazy()
+
+    once = conform(rows, TPCH["orders"], parents, materialize=materialize)
+    good, rejected = once.good.collect(), once.rejected.collect()
+    assert len(materialized) == 1  # both results are cut from one computation
+    assert good["o_totalprice"].to_list() == [Decimal("2.00")]
+    assert rejected.select("_row_number", "_rule", "o_totalprice").rows() == [
+        (1, "unparseable:o_totalprice", "bad"),
+        (3, "duplicate_key", "3.00"),
+        (4, "orphan_key:o_custkey", "1.00"),
+    ]
+    lazy = conform(rows, TPCH["orders"], parents)  # without materializing: the same rows
+    assert lazy.good.collect().equals(good) and lazy.rejected.collect().equals(rejected)
+
+
 def test_conform_handles_empty_input() -> None:
     out = conform(_orders([]), TPCH["orders"])
     assert out.good.collect().height == 0 and out.rejected.collect().height == 0
