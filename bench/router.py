@@ -87,9 +87,9 @@ def measure(engine: Any, catalog: Any, batches: list[date], scratch: Path) -> di
     for column, (parent, key) in PARENTS.items():
         scope = batches if TPCH[parent].kind == "fact" else None
         parents[column] = engine.read_table(catalog.load_table(f"silver.{parent}"), batches=scope).select(key)
-    result = conform(rows, TPCH[TABLE], parents)
-    good = engine.materialize(result.good)
-    good_rows, rejected_rows = engine.count(good), engine.count(result.rejected)
+    result = conform(rows, TPCH[TABLE], parents, materialize=engine.materialize)  # as the silver step
+    good_rows, rejected_rows = engine.count(result.good), engine.count(result.rejected)
+    good = result.good
     constants = {RUN_ID: "bench-router", LOADED_AT: datetime.now(UTC)}
     written = engine.write(silver, good, constants=constants)
     if isinstance(written, pa.Table):
