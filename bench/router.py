@@ -89,9 +89,8 @@ def measure(engine: Any, catalog: Any, batches: list[date], scratch: Path) -> di
         parents[column] = engine.read_table(catalog.load_table(f"silver.{parent}"), batches=scope).select(key)
     result = conform(rows, TPCH[TABLE], parents, materialize=engine.materialize)  # as the silver step
     good_rows, rejected_rows = engine.count(result.good), engine.count(result.rejected)
-    good = result.good
     constants = {RUN_ID: "bench-router", LOADED_AT: datetime.now(UTC)}
-    written = engine.write(silver, good, constants=constants)
+    written = engine.write(silver, result.good, constants=constants)
     if isinstance(written, pa.Table):
         pq.write_table(written, scratch / "part-0.parquet", compression="zstd")
     seconds = time.perf_counter() - began

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineChoice = Literal["auto", "polars", "spark"]
 ENGINE_THRESHOLD_BYTES = 167 * 1024 * 1024
-"""From ``bench/results/sf1.json`` (2 cores, 23.5 GiB): Spark was 10-40x slower than Polars at every
+"""From ``bench/results/sf1.json`` (2 cores, 23.5 GiB): Spark was 9-48x slower than Polars at every
 size measured (77 kB to 186 MB of lineitem data files), so there the limit is memory: Polars peaked
 at 30.6-30.8 bytes of RSS per byte of work (two runs of 2026-11-22; 27.5-27.9 in earlier runs), and
 166-167 MiB of work keeps one step under 5 GiB (``recommended_threshold_bytes``; the bulk run stays
