@@ -42,7 +42,7 @@ from lakehouse.errors import (
 from lakehouse.publish import DEFAULT_STALE_BRANCH_AGE, remove_stale_branches, stale_branches
 from lakehouse.schema import evolve
 from lakehouse.settings import Settings
-from lakehouse.tables import NAMESPACES, TableDef
+from lakehouse.tables import NAMESPACES, TABLE_PROPERTIES, TableDef
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,10 @@ def ensure_tables(
         except NoSuchTableError:
             try:
                 loaded = catalog.create_table(
-                    table.identifier, table.schema, partition_spec=table.partition_spec()
+                    table.identifier,
+                    table.schema,
+                    partition_spec=table.partition_spec(),
+                    properties=TABLE_PROPERTIES,
                 )
             except TableAlreadyExistsError:
                 loaded = catalog.load_table(table.identifier)

@@ -32,6 +32,15 @@ NAMESPACES = (BRONZE, SILVER, GOLD, QUARANTINE)
 
 SOURCE = "tpch"
 
+TABLE_PROPERTIES = {"write.parquet.dict-size-bytes": str(64 * 1024)}
+"""Iceberg properties every table is created with; later changes to them are the user's.
+
+A column's Parquet dictionary gives up at about 64 KiB instead of pyiceberg's 2 MiB: a column with
+many distinct values (comments, keys read as text in bronze) falls back to plain encoding early
+instead of building a large dictionary first. Measured on SF1 data files of bronze, silver and
+gold: encoding 12-15% faster, files 12-15% smaller, DuckDB's scans of them (the gates) as fast.
+"""
+
 # Load metadata columns: every name starts with "_" so content comparisons can leave them aside.
 BATCH_DATE = "_batch_date"
 SOURCE_FILE = "_source_file"

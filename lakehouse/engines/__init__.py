@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from narwhals.typing import IntoLazyFrame
 from pyarrow.fs import FileSystem
 from pyiceberg.expressions import BooleanExpression
-from pyiceberg.io.pyarrow import PyArrowFileIO, schema_to_pyarrow
+from pyiceberg.io.pyarrow import PyArrowFileIO, _get_parquet_writer_kwargs, schema_to_pyarrow
 from pyiceberg.table import Table, TableProperties, Transaction
 
 from lakehouse.errors import ConfigurationError, LakehouseError
@@ -136,18 +136,19 @@ def data_directory(table: Table, prefix: str) -> str:
 def write_data_file(table: Table, data: pa.Table, path: str) -> str:
     """Write ``data`` (already shaped as the table's schema) as one Parquet data file at ``path``.
 
-    Compressed with the table's ``write.parquet.compression-codec``; timestamps are written as
+    Encoded as pyiceberg's own writer does, by the table's ``write.parquet.*`` properties (codec,
+    level, page and dictionary sizes; pyiceberg's defaults where unset); timestamps are written as
     INT64 microseconds. Register it with :func:`register_files`.
 
     Raises:
         OSError: if the storage refuses the write (disk full, permission, read-only).
 
     """
-    props = table.metadata.properties
-    codec = props.get(TableProperties.PARQUET_COMPRESSION, TableProperties.PARQUET_COMPRESSION_DEFAULT)
     fs, _, key = filesystem(table, path)
     with fs.open_output_stream(key) as out:
-        pq.write_table(data, out, compression=codec, coerce_timestamps="us")
+        pq.write_table(
+            data, out, coerce_timestamps="us", **_get_parquet_writer_kwargs(table.metadata.properties)
+        )
     return path
 
 

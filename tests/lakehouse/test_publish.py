@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.io.pyarrow import schema_to_pyarrow
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
 
 from lakehouse.catalog import ensure_tables
 from lakehouse.errors import AuditFailedError, CommitConflictError
@@ -126,3 +126,48 @@ def test_derived_data_is_recomputed_on_the_new_main_after_a_conflict(table: Tabl
     )
     assert len(bases) == 2 and bases[0] != bases[1]
     assert _keys(table) == ["1", "2", "9"]
+
+
+def _dictionary_page_bytes(table: Table) -> int:
+    """Bytes of the largest dictionary page of ``r_comment`` in the data files of ``main``."""
+    import pyarrow.parquet as pq
+
+    largest = 0
+    for task in table.refresh().scan().plan_files():
+        meta = pq.ParquetFile(task.file.file_path.removeprefix("file://")).metadata
+        column = meta.schema.names.index("r_comment")
+        for group in range(meta.num_row_groups):
+            chunk = meta.row_group(group).column(column)
+            if chunk.has_dictionary_page:
+                largest = max(largest, chunk.data_page_offset - chunk.dictionary_page_offset)
+    return largest
+
+
+def test_data_files_are_encoded_by_the_tables_parquet_properties(table: Table) -> None:
+    # 200,000 distinct 24-character comments: a 4.8 MB dictionary if nothing bounded it
+    schema = schema_to_pyarrow(table.schema(), include_field_ids=False)
+    rows = pa.Table.from_pylist(
+        [{"r_regionkey": "1", "r_comment": f"{n:08d} {'x' * 15}", "_batch_date": D1} for n in range(200_000)],
+        schema=schema,
+    )
+
+    def write(run: str, **properties: str) -> int:
+        with table.transaction() as tx:  # the user's to change
+            tx.set_properties(properties)
+        write_audited(
+            table,
+            rows,
+            replace=batch_filter([D1]),
+            branch=AUDIT_BRANCH_PREFIX + run,
+            properties={PROP_RUN_ID: run, PROP_BATCHES: D1.isoformat()},
+            audit=None,
+        )
+        return _dictionary_page_bytes(table)
+
+    assert table.properties[TableProperties.PARQUET_DICT_SIZE_BYTES] == str(
+        64 * 1024
+    )  # ensure_tables' default
+    # uncompressed (Iceberg's name, not pyarrow's): page offsets measure the dictionary itself. The
+    # bound is checked after each batch of 20,000 values (480 KB here), so it is overshot by one.
+    assert write("r1", **{TableProperties.PARQUET_COMPRESSION: "uncompressed"}) < 1024 * 1024
+    assert write("r2", **{TableProperties.PARQUET_DICT_SIZE_BYTES: str(8 * 1024 * 1024)}) > 4 * 1024 * 1024
