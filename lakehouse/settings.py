@@ -9,12 +9,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineChoice = Literal["auto", "polars", "spark"]
-ENGINE_THRESHOLD_BYTES = 167 * 1024 * 1024
-"""From ``bench/results/sf1.json`` (2 cores, 23.5 GiB): Spark was 9-48x slower than Polars at every
-size measured (77 kB to 186 MB of lineitem data files), so there the limit is memory: Polars peaked
-at 30.6-30.8 bytes of RSS per byte of work (two runs of 2026-11-22; 27.5-27.9 in earlier runs), and
-166-167 MiB of work keeps one step under 5 GiB (``recommended_threshold_bytes``; the bulk run stays
-within 6 GB at SF10). Re-measure on other machines: ``python -m bench``."""
+ENGINE_THRESHOLD_BYTES = 148 * 1024 * 1024
+"""From ``bench/results/sf1.json`` (2 cores, 23.5 GiB): Spark was 9-27x slower than Polars at every
+size measured (68 kB to 163 MB of lineitem data files), so there the limit is memory: Polars peaked
+at 34.4 bytes of RSS per byte of work, and 148.6 MiB of work keeps one step under 5 GiB
+(``recommended_threshold_bytes``; the bulk run stays within 6 GB at SF10). Data files are 12-15%
+smaller since tables bound their dictionaries (``lakehouse.tables.TABLE_PROPERTIES``), so the same
+rows are fewer bytes of work: 30.6-30.8 bytes of RSS per byte before, and a 167 MiB default.
+Re-measure on other machines: ``python -m bench``."""
 DURATION_PATTERN = r"^(\d+[wdhms])+$"
 """A duration such as ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or ``1d12h``."""
 
