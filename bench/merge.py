@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -33,10 +34,11 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import DateType, DecimalType, LongType, NestedField, StringType
 
-from lakehouse.merge import MergeResult, merge
+from lakehouse.merge import merge
 from lakehouse.tables import TABLE_PROPERTIES
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_ROWS, DEFAULT_CHANGED, DEFAULT_REPEATS = 200_000, 20_000, 3
 FILES = 10
@@ -100,8 +102,8 @@ def _fingerprint(table: Table) -> tuple[int, ...]:
     return tuple(int(v) for v in sums.row(0))
 
 
-def _fastest(table: Table, repeats: int, apply: Callable[[], object]) -> list[float]:
-    """Seconds of each of ``repeats`` runs of ``apply`` on ``table``, each from ``table``'s snapshot now.
+def _fastest(table: Table, repeats: int, apply: Callable[[], T]) -> tuple[list[float], T]:
+    """Seconds of ``repeats`` runs of ``apply`` on ``table`` from its snapshot now, and the last result.
 
     ``main`` is rolled back to that snapshot after every run but the last.
     """
@@ -110,11 +112,11 @@ def _fastest(table: Table, repeats: int, apply: Callable[[], object]) -> list[fl
     seconds = []
     for attempt in range(repeats):
         began = time.perf_counter()
-        apply()
+        result = apply()
         seconds.append(round(time.perf_counter() - began, 3))
         if attempt < repeats - 1:
             table.refresh().manage_snapshots().rollback_to_snapshot(base).commit()
-    return seconds
+    return seconds, result
 
 
 def run(rows: int, changed: int, workdir: Path, repeats: int = DEFAULT_REPEATS) -> dict[str, object]:
@@ -146,20 +148,19 @@ def run(rows: int, changed: int, workdir: Path, repeats: int = DEFAULT_REPEATS) 
         merged, upserted = _table(catalog, "merged", rows), _table(catalog, "upserted", rows)
         data = _changes(rows, changed)
         log.info("tables of %d rows in %d files; merging %d changed rows", rows, FILES, changed)
-        results: list[MergeResult] = []
-
-        def merge_once() -> None:
-            results.append(
-                merge(merged.refresh(), data, ["id"], branch="audit-bench", properties={}, audit=None)
-            )
-
-        merge_runs = _fastest(merged, repeats, merge_once)
+        merge_runs, merged_by = _fastest(
+            merged,
+            repeats,
+            lambda: merge(merged.refresh(), data, ["id"], branch="audit-bench", properties={}, audit=None),
+        )
         log.info("merge: %s s", merge_runs)
-        upsert_runs = _fastest(upserted, repeats, lambda: upserted.refresh().upsert(data, join_cols=["id"]))
+        upsert_runs, _ = _fastest(
+            upserted, repeats, lambda: upserted.refresh().upsert(data, join_cols=["id"])
+        )
         log.info("upsert: %s s", upsert_runs)
         if _fingerprint(merged) != _fingerprint(upserted):
             raise RuntimeError("merge and upsert left different contents")
-    stats = results[-1].stats
+    stats = merged_by.stats
     return {
         "rows": float(rows),
         "changed": float(changed),

@@ -32,6 +32,7 @@ NAMESPACES = (BRONZE, SILVER, GOLD, QUARANTINE)
 
 SOURCE = "tpch"
 
+# pyiceberg's TableProperties.PARQUET_DICT_SIZE_BYTES, spelled out: pyiceberg.table is slow to import
 TABLE_PROPERTIES = {"write.parquet.dict-size-bytes": str(64 * 1024)}
 """Iceberg properties every table is created with; later changes to them are the user's.
 

@@ -134,7 +134,8 @@ def _dictionary_page_bytes(table: Table) -> int:
 
     largest = 0
     for task in table.refresh().scan().plan_files():
-        meta = pq.ParquetFile(task.file.file_path.removeprefix("file://")).metadata
+        with table.io.new_input(task.file.file_path).open() as data:
+            meta = pq.ParquetFile(data).metadata
         column = meta.schema.names.index("r_comment")
         for group in range(meta.num_row_groups):
             chunk = meta.row_group(group).column(column)
@@ -164,9 +165,8 @@ def test_data_files_are_encoded_by_the_tables_parquet_properties(table: Table) -
         )
         return _dictionary_page_bytes(table)
 
-    assert table.properties[TableProperties.PARQUET_DICT_SIZE_BYTES] == str(
-        64 * 1024
-    )  # ensure_tables' default
+    # ensure_tables' default
+    assert table.properties[TableProperties.PARQUET_DICT_SIZE_BYTES] == str(64 * 1024)
     # uncompressed (Iceberg's name, not pyarrow's): page offsets measure the dictionary itself. The
     # bound is checked after each batch of 20,000 values (480 KB here), so it is overshot by one.
     assert write("r1", **{TableProperties.PARQUET_COMPRESSION: "uncompressed"}) < 1024 * 1024
