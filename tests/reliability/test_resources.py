@@ -155,7 +155,7 @@ def test_a_read_only_warehouse_fails_the_step_cleanly(lakehouse_on: Lakehouse, s
 
 _STEPS = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     from datetime import date
     from pyiceberg.catalog.sql import SqlCatalog
     from lakehouse.catalog import ensure_tables
@@ -172,7 +172,9 @@ _STEPS = textwrap.dedent(
     day = date(1995, 1, 1)
     bronze = load_bronze(lh, "part", [day], None)
     silver = build_silver(lh, "part", [day], None)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # This process's own peak (VmHWM): ru_maxrss would keep the parent's peak across exec.
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    rss = int(status["VmHWM"].split()[0]) * 1024
     print(json.dumps({"rss": rss, "bronze": bronze.rows_out, "silver": silver.rows_out}))
     """
 )
