@@ -40,7 +40,7 @@ from lakehouse.publish import (
     storage,
     write_audited,
 )
-from lakehouse.readers import read_landed
+from lakehouse.readers import read_landed_files
 from lakehouse.router import Decision, Router, Work, table_work
 from lakehouse.schema import evolve
 from lakehouse.settings import EngineChoice
@@ -262,14 +262,10 @@ def _work(lh: Lakehouse, table_ids: Iterable[str], batches: list[date]) -> Work:
     return sum((table_work(lh.table(t), batches) for t in table_ids), Work(0, 0))
 
 
-BRONZE_DECISION = "landed files are parsed in process, one file at a time, by the validating reader"
+BRONZE_DECISION = "landed files are parsed in process by the validating reader"
 
 BRONZE_FILE_BYTES = 32 * 1024 * 1024
 """Landed bytes gathered into one bronze data file (a landed file larger than this gets its own)."""
-
-BRONZE_PARSE_THREADS = 2
-"""Landed files of a data file parsed at once: Polars releases the GIL while it parses, so the
-Python checks of one file run while another is parsed."""
 
 
 def _bronze_groups(files: list[LandedFile]) -> list[list[LandedFile]]:
@@ -291,11 +287,11 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     """Land ``name``'s files of ``batches`` into ``bronze.<name>`` (replacing those batches).
 
     Every landed row is loaded, and a file that cannot be read as one row whose ``_error`` says
-    why (see :mod:`lakehouse.readers`). Files are parsed :data:`BRONZE_PARSE_THREADS` at a time,
-    always in process (the reader's rules, exact field counts, strict UTF-8, ..., are its own), and
-    written as they are parsed, the files of a month gathered into data files of up to
-    :data:`BRONZE_FILE_BYTES` landed bytes, each encoded while the next is parsed: memory holds two
-    such groups, not the batch. The data files are committed together.
+    why (see :mod:`lakehouse.readers`). Files are parsed always in process (the reader's rules,
+    exact field counts, strict UTF-8, ..., are its own) and written as they are parsed: the files of
+    a month are gathered into groups of up to :data:`BRONZE_FILE_BYTES` landed bytes, read together
+    (:func:`lakehouse.readers.read_landed_files`) into one data file, each encoded while the next
+    is read: memory holds two such groups, not the batch. The data files are committed together.
 
     Raises:
         LandingError: if a landed file cannot be fetched (an I/O error, not its content).
@@ -313,21 +309,16 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     directory = data_directory(table, "bronze")
     rows = unreadable = 0
 
-    def parse(landed_file: LandedFile) -> pl.DataFrame:
-        return read_landed(lh.zone, landed_file).with_columns(pl.lit(landed_file.batch).alias(BATCH_DATE))
-
     def write(frame: pl.DataFrame, path: str) -> str:
         with storage(table_id):
             return write_data_file(table, shape(table, frame.to_arrow(), lh.constants()), path)
 
     # A data file is encoded (one core) while the next group is parsed: memory holds two groups.
     writes: list[Future[str]] = []
-    with (
-        ThreadPoolExecutor(BRONZE_PARSE_THREADS, thread_name_prefix="bronze") as pool,
-        ThreadPoolExecutor(1, thread_name_prefix="bronze-write") as writer,
-    ):
+    with ThreadPoolExecutor(1, thread_name_prefix="bronze-write") as writer:
         for number, group in enumerate(_bronze_groups(files)):
-            frame = pl.concat(pool.map(parse, group))
+            batch = pl.col(SOURCE_FILE).replace_strict({f.uri: f.batch for f in group}, return_dtype=pl.Date)
+            frame = read_landed_files(lh.zone, group).with_columns(batch.alias(BATCH_DATE))
             rows += frame.height
             unreadable += frame.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
             if writes:

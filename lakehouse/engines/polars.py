@@ -11,7 +11,7 @@ from pyiceberg.table import Table
 
 from lakehouse.engines import shape
 from lakehouse.landing import LandedFile, LandingZone
-from lakehouse.readers import read_landed
+from lakehouse.readers import read_landed_files
 from lakehouse.tables import BATCH_DATE, ROW_NUMBER, SOURCE_FILE, TPCH
 from lakehouse.transforms.frames import EngineName
 
@@ -39,12 +39,8 @@ class PolarsEngine:
             ValueError: if ``files`` is empty or mixes tables.
 
         """
-        tables = {f.table for f in files}
-        if len(tables) != 1:
-            raise ValueError(f"expected files of one table, got {sorted(tables) or 'none'}")
-        return pl.concat([read_landed(zone, f).lazy() for f in files]).select(
-            *TPCH[tables.pop()].column_names, SOURCE_FILE, ROW_NUMBER
-        )
+        frame = read_landed_files(zone, files)
+        return frame.lazy().select(*TPCH[files[0].table].column_names, SOURCE_FILE, ROW_NUMBER)
 
     def materialize(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """``frame`` collected in memory, as a lazy frame."""

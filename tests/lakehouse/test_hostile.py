@@ -25,7 +25,13 @@ from lakehouse.catalog import ensure_tables
 from lakehouse.errors import LandingError
 from lakehouse.landing import LandedFile, LandingZone, ReadLimits
 from lakehouse.pipeline import Lakehouse, RunInfo, build_silver, load_bronze
-from lakehouse.readers import UnreadableFileError, landed_columns, parse_landed, read_landed
+from lakehouse.readers import (
+    UnreadableFileError,
+    landed_columns,
+    parse_landed,
+    read_landed,
+    read_landed_files,
+)
 from lakehouse.tables import (
     ERROR,
     ROW_NUMBER,
@@ -368,29 +374,50 @@ def test_the_native_csv_path_reads_exactly_what_the_exact_reader_reads(data: byt
     from lakehouse import readers  # private functions: the two paths side by side
 
     spec = TPCH["region" if b"r_regionkey" in data[:60] else TABLE]
-    fake = LandedFile(spec.name, DAY, "x.csv", "x.csv", len(data))
     try:
         body, offset = readers._body(data, ".csv")
     except readers._Rejected:
         return  # rejected before either parser runs
-    native = readers._csv_native(body, spec)
+    native, handled = readers._csv_native([body], spec)
     try:
         chunks = list(readers._csv_chunks(readers._decode(body, offset), spec, ReadLimits()))
     except readers._Rejected:
-        assert native is None  # what the exact reader rejects, the native path leaves to it
+        assert not handled  # what the exact reader rejects, the native path leaves to it
         return
-    if native is not None:
-        exact = readers._finish(chunks, spec, fake, ReadLimits())
-        assert readers._finish([native], spec, fake, ReadLimits()).equals(exact)
+    if handled:
+        assert native.drop("_file").equals(pl.concat(chunks))
+
+
+def test_files_read_together_read_as_each_alone(tmp_path: Path) -> None:
+    """The CSV cases, the corpus' files and an unreadable one, read in one call: each file's rows as alone."""
+    zone = LandingZone(str(tmp_path))
+    cases = [d for d in CSV_CASES if b"r_regionkey" in d[:60]]
+    for number, data in enumerate([*cases, b"\x1f\x8b gzip", cases[0]]):
+        zone.write("region", DAY, f"case-{number:02d}.csv", data)
+    zone.write(
+        "region", DAY, "case-99.jsonl", b'{"r_regionkey": "7", "r_name": "x", "r_comment": ""}\nnot json\n'
+    )
+    files = zone.files("region", [DAY])
+    alone = pl.concat([read_landed(zone, f) for f in files])
+    together = read_landed_files(zone, files)
+    assert together.equals(alone)
+    sources = together.get_column(SOURCE_FILE).unique(maintain_order=True).to_list()
+    assert sources == [f.uri for f in files if f.uri in sources]  # in the files' order
+    assert len(sources) == len(files) - 1  # all but the header-only file
+    assert together.filter(pl.col(ERROR).is_null()).height > 10
 
 
 def test_tpch_shaped_csv_takes_the_native_path() -> None:
     from lakehouse import readers
 
     good = next(k for k in KINDS if k.name == "good")
-    assert readers._csv_native(good.data, TPCH[TABLE]) is not None
+    assert readers._csv_native([good.data], TPCH[TABLE])[1] == {0}
     quoted = REGION + '0,AFRICA,"lar deposits. blithely final packages cajole, regular waters"\n'
-    assert readers._csv_native(quoted.encode(), TPCH["region"]) is not None
-    plain = readers._csv_native(f"{REGION}0,AFRICA,x\n1,AMERICA,\n".encode(), TPCH["region"])
-    assert plain is not None
-    assert plain.rows() == [("0", "AFRICA", "x", 1, None), ("1", "AMERICA", None, 2, None)]
+    plain = f"{REGION}0,AFRICA,x\n1,AMERICA,\n"
+    native, handled = readers._csv_native([quoted.encode(), None, plain.encode()], TPCH["region"])
+    assert handled == {0, 2}
+    assert native.rows() == [
+        ("0", "AFRICA", "lar deposits. blithely final packages cajole, regular waters", 1, None, 0),
+        ("0", "AFRICA", "x", 1, None, 2),
+        ("1", "AMERICA", None, 2, None, 2),
+    ]
