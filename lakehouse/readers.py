@@ -137,11 +137,12 @@ def read_landed_files(zone: LandingZone, files: Sequence[LandedFile]) -> pl.Data
         raise ValueError(f"expected files of one table, got {sorted(tables) or 'none'}")
     spec = TPCH[tables.pop()]
     with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="landed") as pool:
-        bodies = list(pool.map(partial(_csv_body, zone), files))
-        native, handled = _csv_native(bodies, spec)
-        del bodies
+        fetched = list(pool.map(partial(_csv_data, zone), files))
+        native, handled = _csv_native([_native_body(data) for data in fetched], spec)
         rest = [i for i in range(len(files)) if i not in handled]
-        exact = list(pool.map(partial(_read_exact, zone), [files[i] for i in rest]))
+        declined = [fetched[i] for i in rest]  # fetched once: the exact reader takes these bytes
+        del fetched
+        exact = list(pool.map(partial(_read_exact, zone), [files[i] for i in rest], declined))
     uris = pl.Series(SOURCE_FILE, [f.uri for f in files], dtype=pl.String)
     native = _finish(native.with_columns(uris.gather(native.get_column(_FILE))), spec, zone.limits)
     _warn_flagged(native)
@@ -155,9 +156,9 @@ def read_landed_files(zone: LandingZone, files: Sequence[LandedFile]) -> pl.Data
     return frame.sort(_FILE, maintain_order=True).select(landed_columns(spec.name))
 
 
-def _read_exact(zone: LandingZone, landed: LandedFile) -> pl.DataFrame:
+def _read_exact(zone: LandingZone, landed: LandedFile, data: bytes | None) -> pl.DataFrame:
     try:
-        return parse_landed(zone, landed)
+        return parse_landed(zone, landed, data)
     except UnreadableFileError as exc:
         log.warning("%s: rejected as a whole: %s", landed.uri, exc.reason)
         return rejected_file(landed, exc.reason)
@@ -176,8 +177,10 @@ def rejected_file(landed: LandedFile, reason: str) -> pl.DataFrame:
     )
 
 
-def parse_landed(zone: LandingZone, landed: LandedFile) -> pl.DataFrame:
+def parse_landed(zone: LandingZone, landed: LandedFile, data: bytes | None = None) -> pl.DataFrame:
     """One landed file read by the exact reader, as :func:`read_landed` reads it, but unreadable raises.
+
+    ``data`` is the file's bytes if they were fetched (and passed :func:`_load`'s checks) already.
 
     Raises:
         UnreadableFileError: naming the file and the reason, if it cannot be read as a whole.
@@ -190,7 +193,7 @@ def parse_landed(zone: LandingZone, landed: LandedFile) -> pl.DataFrame:
     limits = zone.limits
     suffix = PurePosixPath(landed.path).suffix
     try:
-        data = _load(zone, landed)
+        data = _load(zone, landed) if data is None else data
         if suffix == ".parquet":
             chunks = list(_parquet_chunks(data, spec, limits))
         else:
@@ -221,14 +224,24 @@ def _load(zone: LandingZone, landed: LandedFile) -> bytes:
     return data
 
 
-def _csv_body(zone: LandingZone, landed: LandedFile) -> bytes | None:
-    """The text of a CSV file (without a byte order mark), or None for any other file or one rejected."""
+def _csv_data(zone: LandingZone, landed: LandedFile) -> bytes | None:
+    """The bytes of a CSV file, or None for any other file or one :func:`_load` rejects."""
     if PurePosixPath(landed.path).suffix != ".csv":
         return None
     try:
-        return _body(_load(zone, landed), ".csv")[0]
+        return _load(zone, landed)
     except _Rejected:
         return None  # the exact reader rejects it again, and says why
+
+
+def _native_body(data: bytes | None) -> bytes | None:
+    """A CSV file's text without a byte order mark, or None if it is not text (the exact reader says why)."""
+    if data is None:
+        return None
+    try:
+        return _body(data, ".csv")[0]
+    except _Rejected:
+        return None
 
 
 def _warn_flagged(frame: pl.DataFrame) -> None:
