@@ -9,16 +9,13 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineChoice = Literal["auto", "polars", "spark"]
-ENGINE_THRESHOLD_BYTES = 148 * 1024 * 1024
-"""From ``make bench`` on ``a2e1d24`` (2 cores, 23.5 GiB): Spark was 9-27x slower than Polars at every
-size measured (68 kB to 163 MB of lineitem data files), so there the limit is memory: Polars peaked
-at 34.4 bytes of RSS per byte of work, and 148.6 MiB of work keeps one step under 5 GiB
-(``recommended_threshold_bytes``; the bulk run stays within 6 GB at SF10). The run on ``3469025``
-(``bench/results/sf1.json``) measured 32.8 bytes per byte and recommends 156 MiB; both send its
-largest partition (171 MB, 10x slower on Spark) to Spark (see the README's Performance). Data files are 12-15%
-smaller since tables bound their dictionaries (``lakehouse.tables.TABLE_PROPERTIES``), so the same
-rows are fewer bytes of work: 30.6-30.8 bytes of RSS per byte before, and a 167 MiB default.
-Re-measure on other machines: ``python -m bench``."""
+ENGINE_THRESHOLD_BYTES = 174 * 1024 * 1024
+"""From ``make bench`` on ``3469025`` (2 cores, 23.5 GiB; ``bench/results/sf1.json``): Spark was 9-50x
+slower than Polars at every size measured (71 kB to 171 MB of lineitem data files), so there the
+limit is memory: Polars peaked at 32.8 bytes of RSS per byte of work, and 174.7 MiB of work keeps
+one step under the 6 GB a bulk run is held to at SF10 (``recommended_threshold_bytes``, from
+``bench.router.recommended_threshold``). Whole reference tables at SF10 (315 MB of ``partsupp``:
+7.7 GiB on Polars) run on Spark. Re-measure on other machines: ``python -m bench``."""
 DURATION_PATTERN = r"^(\d+[wdhms])+$"
 """A duration such as ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or ``1d12h``."""
 

@@ -75,8 +75,8 @@ def test_recommended_threshold_is_the_crossover_or_else_the_memory_limit_of_pola
     # Polars peaked at 1 GiB for 1e5 bytes of work: half of 8 GiB is reached at 4 times that
     assert result["recommended_threshold_bytes"] == 4 * 10**5
     assert "Spark was slower at every size measured" in result["recommended_threshold_basis"]
-    # on a large machine a step's budget is STEP_MEMORY_GIB (5 GiB), not half the memory
-    assert analyse(polars, spark, 0, 64.0)["recommended_threshold_bytes"] == 5 * 10**5
+    # on a large machine a step's budget is STEP_MEMORY_BYTES (6 GB), not half the memory: 1 GiB at 1e5 bytes
+    assert analyse(polars, spark, 0, 64.0)["recommended_threshold_bytes"] == round(6e9 * 10**5 / 2**30)
 
 
 def test_task_work_is_the_union_of_the_leaf_task_runs() -> None:

@@ -67,7 +67,7 @@ def test_spark_unavailable() -> None:
 
 
 def test_threshold_setting_default_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().engine_threshold_bytes == 148 * 1024 * 1024
+    assert Settings().engine_threshold_bytes == 174 * 1024 * 1024
     monkeypatch.setenv("LAKEHOUSE_ENGINE_THRESHOLD_BYTES", "1024")
     monkeypatch.setenv("LAKEHOUSE_SPARK_MASTER", "sc://spark:15002")
     monkeypatch.setenv("LAKEHOUSE_SPARK_CONF", '{"spark.executor.memory": "8g"}')
