@@ -170,9 +170,9 @@ concurrent steps and a Spark driver."""
 STEP_MEMORY_BYTES = 6 * 10**9
 """Most memory one in-process (Polars) step may take on any machine: the 6 GB the benchmarks hold
 a bulk run to at SF10. Polars' bytes of RSS per byte of work are of its whole process (imports and
-all), as is the flow's: the flow adds only Prefect's client to it. Larger work goes to Spark, whose
-own process tree peaked near 5.6 GiB on the router's workload here, so Spark is the way past the
-budget, not a way to save memory below it."""
+all), as a flow's steps are (SF10 at this budget: 3.88 GiB, ``bench/results/sf10-366d.json``).
+Larger work goes to Spark, whose own process tree peaked near 5.6 GiB on the router's workload
+here, so Spark is the way past the budget, not a way to save memory below it."""
 
 
 def recommended_threshold(
