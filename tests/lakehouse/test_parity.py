@@ -159,6 +159,32 @@ def test_conform_rules_nulls_duplicates(spark: SparkSession) -> None:
     }
 
 
+def test_conform_keeps_the_same_row_of_a_key_on_both_engines_whatever_the_input_order(
+    spark: SparkSession,
+) -> None:
+    # Polars numbers the rows in file and row order, Spark counts per key: the same row must win.
+    rows = bronze_orders(
+        [
+            ("1", "7", "4.00", "1995-01-01"),
+            ("2", "7", "5.00", "1995-01-01"),
+            ("1", "7", "3.00", "1995-01-01"),
+            ("1", "7", "bad", "1995-01-01"),
+            ("1", "7", "2.00", "1995-01-01"),
+            ("2", "7", "6.00", "1995-01-01"),
+        ]
+    ).with_columns(
+        pl.Series("_source_file", ["b.csv", "b.csv", "a.csv", "a.csv", "a.csv", "c.csv"]),
+        pl.Series("_row_number", [1, 2, 9, 3, 5, 1], dtype=pl.Int64),
+    )
+    parents = pl.LazyFrame({"c_custkey": [7]}, schema={"c_custkey": pl.Int64})
+    spec = TPCH["orders"]
+    polars_out = conform(rows, spec, {"o_custkey": parents})
+    spark_out = conform(to_spark(spark, rows), spec, {"o_custkey": to_spark(spark, parents)})
+    good = assert_same(polars_out.good, spark_out.good)
+    assert_same(polars_out.rejected, spark_out.rejected)
+    assert good.select("_source_file", "_row_number").rows() == [("a.csv", 5), ("b.csv", 2)]
+
+
 def test_conform_empty_input_and_reference_versions(spark: SparkSession) -> None:
     spec = TPCH["orders"]
     empty_polars, empty_spark = (

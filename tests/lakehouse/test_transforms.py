@@ -95,6 +95,32 @@ def test_conform_flags_rows_once_and_keeps_the_first_clean_row_of_a_key() -> Non
     assert lazy.good.collect().equals(good) and lazy.rejected.collect().equals(rejected)
 
 
+def test_conform_keeps_the_first_clean_row_of_a_key_in_file_and_row_order_whatever_the_input_order() -> None:
+    rows = _orders(
+        [
+            ("1", "7", "4.00", "1995-01-01"),  # b.csv row 1: after every a.csv row
+            ("2", "7", "5.00", "1995-01-01"),  # b.csv row 2: key 2's only row
+            ("1", "7", "3.00", "1995-01-01"),  # a.csv row 9
+            ("1", "7", "bad", "1995-01-01"),  # a.csv row 3: first of key 1, but unparseable
+            ("1", "7", "2.00", "1995-01-01"),  # a.csv row 5: key 1's first clean row, kept
+        ]
+    ).with_columns(
+        pl.Series("_source_file", ["b.csv", "b.csv", "a.csv", "a.csv", "a.csv"]),
+        pl.Series("_row_number", [1, 2, 9, 3, 5]),
+    )
+    out = conform(rows, TPCH["orders"], {"o_custkey": pl.LazyFrame({"c_custkey": [7]})})
+    good, rejected = out.good.collect(), out.rejected.collect()
+    assert good.select("_source_file", "_row_number", "o_totalprice").rows() == [
+        ("a.csv", 5, Decimal("2.00")),
+        ("b.csv", 2, Decimal("5.00")),
+    ]
+    assert rejected.select("_source_file", "_row_number", "_rule").rows() == [
+        ("a.csv", 3, "unparseable:o_totalprice"),
+        ("a.csv", 9, "duplicate_key"),
+        ("b.csv", 1, "duplicate_key"),
+    ]
+
+
 def test_conform_handles_empty_input() -> None:
     out = conform(_orders([]), TPCH["orders"])
     assert out.good.collect().height == 0 and out.rejected.collect().height == 0
