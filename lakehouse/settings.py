@@ -12,7 +12,7 @@ EngineChoice = Literal["auto", "polars", "spark"]
 ENGINE_THRESHOLD_BYTES = 174 * 1024 * 1024
 """From ``make bench`` (2 cores, 23.5 GiB): Spark was 10-50x slower than Polars at every size
 measured (71 kB to 171 MB of lineitem data files), so there the limit is memory: Polars peaked at
-32.8 bytes of RSS per byte of work on ``3469025`` (32.9 on ``bf1cfb7``, ``bench/results/sf1.json``),
+32.8 bytes of RSS per byte of work on ``3469025`` (32.6 on ``c3e40fa``, ``bench/results/sf1.json``),
 and 174 MiB of work keeps one step within the 6 GB a bulk run is held to at SF10
 (``recommended_threshold_bytes``, from ``bench.router.recommended_threshold``). Whole reference
 tables at SF10 (315 MB of ``partsupp``: 7.7 GiB on Polars) run on Spark. Re-measure on other
