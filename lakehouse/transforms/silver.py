@@ -35,6 +35,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 DATE_RANGE = (date(1900, 1, 1), date(2099, 12, 31))
 _OK = "__ok_"
 _ONE = "__one"
+_CLEAN = "__clean"
 _ORDER = "__order"
 
 
@@ -84,27 +85,26 @@ def _flag_duplicates(work: nw.LazyFrame[Any], unique_by: list[str]) -> nw.LazyFr
     """``work`` in file and row order; each clean row after its key's first gets rule ``duplicate_key``.
 
     Polars numbers the rows once in that order and compares each clean row with its key's lowest
-    number (a hash aggregation): half the time of an ordered running count per key. On Spark one
-    numbering would move every row to a single partition, so it counts per key partition instead.
+    number (a hash aggregation; a year of line items: 1.0 s instead of 1.26 s for an ordered running
+    count per key). On Spark one numbering would move every row to a single partition, so it keeps
+    the running count of clean rows per key partition.
     """
     clean = nw.col(RULE).is_null()
     if engine_of(work) == "polars":
+        helper, order = _ORDER, [_ORDER]
         numbered = work.with_row_index(_ORDER, order_by=[SOURCE_FILE, ROW_NUMBER])
         first = nw.when(clean).then(nw.col(_ORDER)).min().over(*unique_by)
         duplicate = clean & (nw.col(_ORDER) > first)
-        order = [_ORDER]
     else:
-        numbered = work.with_columns(nw.when(clean).then(nw.lit(1)).otherwise(nw.lit(0)).alias(_ORDER))
-        duplicate = clean & (
-            nw.col(_ORDER).cum_sum().over(*unique_by, order_by=[SOURCE_FILE, ROW_NUMBER]) > 1
-        )
-        order = [SOURCE_FILE, ROW_NUMBER]
+        helper, order = _CLEAN, [SOURCE_FILE, ROW_NUMBER]
+        numbered = work.with_columns(nw.when(clean).then(nw.lit(1)).otherwise(nw.lit(0)).alias(_CLEAN))
+        duplicate = clean & (nw.col(_CLEAN).cum_sum().over(*unique_by, order_by=order) > 1)
     return (
         numbered.with_columns(
             nw.when(duplicate).then(nw.lit("duplicate_key")).otherwise(nw.col(RULE)).alias(RULE)
         )
         .sort(*order)
-        .drop(_ORDER)
+        .drop(helper)
     )
 
 
