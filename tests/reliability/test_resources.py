@@ -1,8 +1,8 @@
 """Resource bounds: a full or read-only warehouse fails a step cleanly; memory does not grow with the batch.
 
 The storage tests mount a small tmpfs as the warehouse (root only; skipped elsewhere with the
-reason). The memory test runs steps in subprocesses and compares their peak RSS on a batch of one
-landed file and of five (see :func:`test_python_memory_does_not_grow_with_the_batch_on_spark`).
+reason). The memory test runs steps in subprocesses and compares their peak RSS on a batch of two
+landed files and of six (see :func:`test_python_memory_does_not_grow_with_the_batch_on_spark`).
 """
 
 from __future__ import annotations
