@@ -39,7 +39,8 @@ def backfill(
     started = datetime.now(UTC)
     settings = Settings()
     lh = open_lakehouse(settings, "backfill", engine)
-    dates = [d for d in lh.zone.batches() if start <= d <= end]
+    landed = sorted({d for source in lh.registry.sources for d in lh.zone(source).batches()})
+    dates = [d for d in landed if start <= d <= end]
     if not dates:
         raise RunFailed(f"no landed batches between {start} and {end} in {settings.landing}")
     get_run_logger().info("backfill of %d batch dates %s .. %s", len(dates), dates[0], dates[-1])

@@ -17,9 +17,10 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.metrics import record_run
-from flows.runner import RunFailed, RunSummary, open_lakehouse, process
+from flows.runner import RunFailed, RunSummary, open_lakehouse, process, selected
 from lakehouse.errors import ConfigurationError
 from lakehouse.pipeline import pending_batches
+from lakehouse.seed import SOURCE
 from lakehouse.settings import EngineChoice, Settings
 from tasks.seed import seed_landing
 
@@ -30,11 +31,14 @@ def _run_name() -> str:
 
 
 @flow(name="daily", flow_run_name=_run_name)
-def daily(date: Date | None = None, engine: EngineChoice = "auto") -> RunSummary:
+def daily(
+    date: Date | None = None, engine: EngineChoice = "auto", source: list[str] | None = None
+) -> RunSummary:
     """Promote landed batches bronze → silver → gold, each write gated by its contract.
 
-    With no ``date``, every landed batch not yet promoted, oldest first. On the embedded default
-    with an empty demo landing zone, the zone is seeded first.
+    With no ``date``, every landed batch not yet promoted, oldest first. ``source`` picks some of the
+    declared sources (default: all of them). On the embedded default with an empty demo landing
+    zone, the TPC-H demo zone is seeded first.
 
     Raises:
         RunFailed: if any step failed (whatever passed was published).
@@ -44,20 +48,21 @@ def daily(date: Date | None = None, engine: EngineChoice = "auto") -> RunSummary
     started = datetime.now(UTC)
     settings = Settings()
     lh = open_lakehouse(settings, "daily", engine)
-    if settings.landing_uri is None and lh.zone.is_empty():
+    if settings.landing_uri is None and SOURCE in lh.registry.sources and lh.zone(SOURCE).is_empty():
         logger.info(
             "demo landing zone %s is empty: seeding TPC-H SF%s", settings.landing, settings.demo_scale
         )
         with tempfile.TemporaryDirectory() as work:
-            seed_landing(lh.zone, settings.demo_scale, Path(work))
-    dates = [date] if date else pending_batches(lh)
+            seed_landing(lh.zone(SOURCE), settings.demo_scale, Path(work))
+    sources = selected(lh.registry, source)
+    dates = [date] if date else pending_batches(lh, sources)
     if not dates:
         logger.info("nothing to do: every landed batch in %s is promoted", settings.landing)
         return RunSummary()
     logger.info("%d batch date(s) to promote: %s .. %s", len(dates), dates[0], dates[-1])
     summary = RunSummary()
     try:
-        process(lh, settings, dates, summary)
+        process(lh, settings, dates, summary, sources=sources)
     finally:
         record_run(settings, lh, summary, started, datetime.now(UTC))
     if summary.failures:
@@ -70,9 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.daily", description=daily.description)
     parser.add_argument("--date", type=Date.fromisoformat, help="one batch date (YYYY-MM-DD)")
     parser.add_argument("--engine", choices=["auto", "polars", "spark"], default="auto")
+    parser.add_argument(
+        "--source",
+        action="append",
+        metavar="NAME",
+        help="a declared source to run (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
     try:
-        daily(date=args.date, engine=args.engine)
+        daily(date=args.date, engine=args.engine, source=args.source)
     except RunFailed as exc:
         logging.getLogger(__name__).error("daily run failed: %s", exc)
         return 1

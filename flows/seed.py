@@ -18,7 +18,8 @@ from pathlib import Path
 
 from lakehouse.errors import LakehouseError
 from lakehouse.landing import LandingZone
-from lakehouse.seed import seed
+from lakehouse.registry import load_registry
+from lakehouse.seed import SOURCE, seed
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    zone = LandingZone(Settings().landing)
+    settings = Settings()
+    zone = LandingZone(settings.landing, load_registry(settings.sources).sources[SOURCE])
     if not args.force and not zone.is_empty():
         sys.stderr.write(f"{zone.uri} already has landed batches; pass --force to seed into it anyway\n")
         return 2

@@ -4,11 +4,11 @@ Every landed row comes out once, with ``_source_file``, ``_row_number`` and ``_e
 a good row, else why the reader could not use it (bronze keeps it, silver quarantines it with that
 reason as its rule). Nothing is dropped and nothing raises for what a file contains:
 
-- a file that cannot be read as a whole becomes ONE row: every TPC-H column null,
+- a file that cannot be read as a whole becomes ONE row: every declared column null,
   ``_row_number`` 0 and ``_error`` ``unreadable_file: <reason>``. Reasons: unsupported file type,
   a link resolving outside the zone, empty file, file too large, compressed (gzip, zstd, bzip2,
   xz, zip, lz4) or Parquet bytes under a text extension, UTF-16, NUL bytes, invalid UTF-8 (with
-  the byte offset), no header, a TPC-H column missing or duplicated (a wrong delimiter is named as
+  the byte offset), no header, a declared column missing or duplicated (a wrong delimiter is named as
   such), malformed CSV quoting (with the line), an unreadable or non-scalar Parquet file;
 - a row that cannot be used keeps its values (as far as they are known) with
   ``malformed_row: <reason>`` (a CSV record with the wrong number of fields, a JSON line that is
@@ -51,7 +51,8 @@ import pyarrow.parquet as pq
 
 from lakehouse.errors import LandingError
 from lakehouse.landing import FORMATS, LandedFile, LandingZone, ReadLimits
-from lakehouse.tables import ERROR, ROW_NUMBER, SOURCE_FILE, TPCH, SourceTable
+from lakehouse.spec import SourceTable
+from lakehouse.tables import ERROR, ROW_NUMBER, SOURCE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,9 @@ class _Rejected(Exception):
         self.reason = reason
 
 
-def landed_columns(table: str) -> list[str]:
-    """The columns :func:`read_landed` returns for ``table``: TPC-H ones, then the origin and the error."""
-    return [*TPCH[table].column_names, SOURCE_FILE, ROW_NUMBER, ERROR]
+def landed_columns(spec: SourceTable) -> list[str]:
+    """The columns :func:`read_landed` returns for ``spec``: declared ones, then the origin and the error."""
+    return [*spec.column_names, SOURCE_FILE, ROW_NUMBER, ERROR]
 
 
 def read_landed(zone: LandingZone, landed: LandedFile) -> pl.DataFrame:
@@ -132,10 +133,10 @@ def read_landed_files(zone: LandingZone, files: Sequence[LandedFile]) -> pl.Data
         ValueError: if ``files`` is empty or mixes tables.
 
     """
-    tables = {f.table for f in files}
+    tables = {f.spec for f in files}
     if len(tables) != 1:
-        raise ValueError(f"expected files of one table, got {sorted(tables) or 'none'}")
-    spec = TPCH[tables.pop()]
+        raise ValueError(f"expected files of one table, got {sorted(t.name for t in tables) or 'none'}")
+    spec = tables.pop()
     with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="landed") as pool:
         fetched = list(pool.map(partial(_csv_data, zone), files))
         native, handled = _csv_native([_native_body(data) for data in fetched], spec)
@@ -147,13 +148,13 @@ def read_landed_files(zone: LandingZone, files: Sequence[LandedFile]) -> pl.Data
     native = _finish(native.with_columns(uris.gather(native.get_column(_FILE))), spec, zone.limits)
     _warn_flagged(native)
     if not exact:
-        return native.select(landed_columns(spec.name))
+        return native.select(landed_columns(spec))
     numbered = [
         frame.with_columns(pl.lit(i, dtype=pl.Int64).alias(_FILE))
         for i, frame in zip(rest, exact, strict=True)
     ]
-    frame = pl.concat([native.select(*landed_columns(spec.name), _FILE), *numbered])
-    return frame.sort(_FILE, maintain_order=True).select(landed_columns(spec.name))
+    frame = pl.concat([native.select(*landed_columns(spec), _FILE), *numbered])
+    return frame.sort(_FILE, maintain_order=True).select(landed_columns(spec))
 
 
 def _read_exact(zone: LandingZone, landed: LandedFile, data: bytes | None) -> pl.DataFrame:
@@ -166,7 +167,7 @@ def _read_exact(zone: LandingZone, landed: LandedFile, data: bytes | None) -> pl
 
 def rejected_file(landed: LandedFile, reason: str) -> pl.DataFrame:
     """The one row that stands for an unreadable file in bronze (and, through silver, in quarantine)."""
-    columns = TPCH[landed.table].column_names
+    columns = landed.spec.column_names
     return pl.DataFrame(
         {
             **{c: pl.Series(c, [None], dtype=pl.String) for c in columns},
@@ -189,7 +190,7 @@ def parse_landed(zone: LandingZone, landed: LandedFile, data: bytes | None = Non
         TimeoutError: on a transient storage error.
 
     """
-    spec = TPCH[landed.table]
+    spec = landed.spec
     limits = zone.limits
     suffix = PurePosixPath(landed.path).suffix
     try:
@@ -206,7 +207,7 @@ def parse_landed(zone: LandingZone, landed: LandedFile, data: bytes | None = Non
     frame = pl.concat(chunks) if chunks else _chunk(spec, [], [], [])
     frame = _finish(frame.with_columns(pl.lit(landed.uri, dtype=pl.String).alias(SOURCE_FILE)), spec, limits)
     _warn_flagged(frame)
-    return frame.select(landed_columns(spec.name))
+    return frame.select(landed_columns(spec))
 
 
 def _load(zone: LandingZone, landed: LandedFile) -> bytes:
@@ -322,7 +323,7 @@ def _blank(record: list[str]) -> bool:
 def _csv_native(bodies: Sequence[bytes | None], spec: SourceTable) -> tuple[pl.DataFrame, set[int]]:
     """The rows Polars parses exactly as the exact reader would, of the CSV ``bodies`` it can; and which.
 
-    The rows carry the TPC-H columns, ``_row_number``, ``_error`` and their body's index in
+    The rows carry the declared columns, ``_row_number``, ``_error`` and their body's index in
     ``bodies`` (``_file``). A body is taken if it is UTF-8, its header names the table's columns
     and every other non-blank line matches an RFC 4180 record of the header's width whose fields
     hold no line break: then Polars' parse is exactly :func:`_csv_chunks`' (same fields, same
@@ -396,7 +397,7 @@ def _parse_records(records: pl.DataFrame, width: int) -> pl.DataFrame | None:
 
 
 def _csv_positions(names: list[str], spec: SourceTable) -> list[int]:
-    """Where each TPC-H column is in a CSV header, or why the header does not fit the table."""
+    """Where each declared column is in a CSV header, or why the header does not fit the table."""
     wanted = spec.column_names
     missing = [c for c in wanted if c not in names]
     if missing:
@@ -427,7 +428,7 @@ def _csv_chunks(text: str, spec: SourceTable, limits: ReadLimits) -> Iterator[pl
         if header is None:
             raise _Rejected("no header row (only blank lines)")
         names = [name.strip() for name in header]
-        pick = itemgetter(*_csv_positions(names, spec))  # a tuple: every TPC-H table has several columns
+        pick = itemgetter(*_csv_positions(names, spec))  # a tuple: every declared table has several columns
         width = len(names)
         rows: list[Any] = []
         numbers: list[int] = []
@@ -457,7 +458,7 @@ def _csv_chunks(text: str, spec: SourceTable, limits: ReadLimits) -> Iterator[pl
 
 
 def _json_row(line: str, spec: SourceTable) -> tuple[list[str | None], str | None, set[str] | None]:
-    """One JSON line's values for the TPC-H columns, its error (or None) and its keys (None if no object)."""
+    """One JSON line's values for the declared columns, its error (or None), its keys (None if no object)."""
     nulls: list[str | None] = [None] * len(spec.columns)
     try:
         value = json.loads(line, parse_int=str, parse_float=str, parse_constant=str)
@@ -492,7 +493,7 @@ def _json_kind(value: object) -> str:
 def _jsonl_chunks(text: str, spec: SourceTable, limits: ReadLimits) -> Iterator[pl.DataFrame]:
     """Chunks of the JSON lines ``text``: one object per non-blank line; numbers keep their JSON text.
 
-    A line that is no JSON object is a malformed row; the file is unreadable if a TPC-H column is
+    A line that is no JSON object is a malformed row; the file is unreadable if a declared column is
     in none of its objects.
     """
     rows: list[Any] = []
@@ -521,7 +522,7 @@ def _jsonl_chunks(text: str, spec: SourceTable, limits: ReadLimits) -> Iterator[
 
 
 def _parquet_chunks(data: bytes, spec: SourceTable, limits: ReadLimits) -> Iterator[pl.DataFrame]:
-    """Chunks of the Parquet file ``data``: its TPC-H columns (others are not read) cast to text."""
+    """Chunks of the Parquet file ``data``: its declared columns (others are not read) cast to text."""
     if not data.startswith(_PARQUET_MAGIC):
         for magic, kind in _COMPRESSED:
             if data.startswith(magic):

@@ -39,12 +39,14 @@ import polars as pl
 
 from lakehouse.errors import ConfigurationError, LakehouseError
 from lakehouse.landing import LandingZone
-from lakehouse.tables import LOAD_ORDER, SOURCE, TPCH
+from lakehouse.spec import SourceTable
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "_seed.json"
 TPCHGEN = "tpchgen-cli"
+SOURCE = "tpch"
+"""The source this seeder lands (its spec is ``sources/tpch/source.yml``)."""
 PARQUET_TABLES = frozenset({"region", "nation"})
 CHANGES_FILE = "changes.jsonl"
 SNAPSHOT_PART_ROWS = 1_000_000
@@ -217,7 +219,7 @@ def seed(
     if days is not None and days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
     began = time.perf_counter()
-    paths = _generate(scale, workdir)
+    paths = _generate(scale, workdir, zone.spec.tables)
 
     orders = (
         pl.scan_csv(paths["orders"], infer_schema=False)
@@ -241,8 +243,8 @@ def seed(
         }
     )
     run = _Run(zone, scale, anomalies, keys)
-    for table in LOAD_ORDER:
-        if TPCH[table].kind == "reference":
+    for table, spec in zone.spec.tables.items():
+        if spec.kind == "reference":
             run.land_snapshot(table, paths[table], begin)
     if changes:
         run.land_changes(customers.rows(named=True), begin, end)
@@ -264,7 +266,7 @@ def seed(
         days=(end - begin).days,
         with_anomalies=anomalies,
         with_changes=changes,
-        rows={t: dict(sorted(run.rows[t].items())) for t in LOAD_ORDER if t in run.rows},
+        rows={t: dict(sorted(run.rows[t].items())) for t in zone.spec.tables if t in run.rows},
         anomalies=tuple(run.bad),
     )
     uri = zone.write_meta(MANIFEST, report.to_json())
@@ -296,7 +298,7 @@ def _tpchgen() -> str:
     return found
 
 
-def _generate(scale: float, workdir: Path) -> dict[str, Path]:
+def _generate(scale: float, workdir: Path, tables: Mapping[str, SourceTable]) -> dict[str, Path]:
     """Run tpchgen-cli into ``workdir``; the path of each table's CSV, its header checked."""
     workdir.mkdir(parents=True, exist_ok=True)
     command = [
@@ -313,9 +315,9 @@ def _generate(scale: float, workdir: Path) -> dict[str, Path]:
         raise LakehouseError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     log.info("tpchgen-cli SF%s wrote %s in %.1f s", scale, workdir, time.perf_counter() - began)
     paths = {}
-    for table in LOAD_ORDER:
+    for table, spec in tables.items():
         path = workdir / f"{table}.csv"
-        expected = ",".join(TPCH[table].column_names)
+        expected = ",".join(spec.column_names)
         with path.open(encoding="utf-8") as f:
             header = f.readline().rstrip("\n")
         if header != expected:
@@ -355,18 +357,20 @@ class _FreshKeys:
         return str(self._last[space])
 
 
-def _bad_row(table: str, rule: str, row: Mapping[str, str], rng: random.Random, keys: _FreshKeys) -> _Row:
+def _bad_row(
+    spec: SourceTable, rule: str, row: Mapping[str, str], rng: random.Random, keys: _FreshKeys
+) -> _Row:
     """A copy of ``row`` broken by ``rule`` (and nothing else)."""
     bad: _Row = dict(row)
     if rule == DUPLICATE_KEY:
         return bad
     if rule == NULL_KEY:
-        bad[TPCH[table].key[0]] = None
+        bad[spec.key[0]] = None
         return bad
-    bad[_FRESH_KEY[table]] = keys.take(_FRESH_KEY[table])
+    bad[_FRESH_KEY[spec.name]] = keys.take(_FRESH_KEY[spec.name])
     kind, _, column = rule.partition(":")
     if kind == "unparseable":
-        is_date = next(c.type for c in TPCH[table].columns if c.name == column) == "date"
+        is_date = spec.column(column).kind == "date"
         bad[column] = rng.choice(BAD_DATES if is_date else BAD_NUMBERS)
     elif kind == "out_of_range":
         bad[column] = f"-{row[column]}"
@@ -462,7 +466,10 @@ class _Run:
                 changed.append(after)
             rng = _rng(self.scale, "customer", day)
             rules = self._rules("customer", day, len(changed), rng)
-            bad = [_bad_row("customer", r, rng.choice(changed), rng, self.keys) for r in rules]
+            bad = [
+                _bad_row(self.zone.spec.tables["customer"], r, rng.choice(changed), rng, self.keys)
+                for r in rules
+            ]
             data = "".join(json.dumps(row) + "\n" for row in [*changed, *bad])
             self.zone.write("customer", day, CHANGES_FILE, data.encode())
             self._landed("customer", day, len(changed) + len(bad))
@@ -491,7 +498,7 @@ class _Run:
             raise LakehouseError(f"{path}: a row has no batch date (its order is missing)")
         frame = pl.concat([dates, lines], how="horizontal").filter(in_range).sort(_DATE, maintain_order=True)
         counts = frame.group_by(_DATE, maintain_order=True).len()
-        columns = TPCH[table].column_names
+        columns = self.zone.spec.tables[table].column_names
         header = ",".join(columns)
         name = f"{table}.csv"
         offset, before = 0, len(self.bad)
@@ -508,7 +515,7 @@ class _Run:
                     extra.append(template)  # the very same line
                 else:
                     row = dict(zip(columns, next(csv.reader([template])), strict=True))
-                    extra.append(_csv_line(_bad_row(table, rule, row, rng, self.keys)))
+                    extra.append(_csv_line(_bad_row(self.zone.spec.tables[table], rule, row, rng, self.keys)))
             data = "\n".join([header, part.str.join("\n").item(), *extra]) + "\n"
             self.zone.write(table, day, name, data.encode())
             self._landed(table, day, count + len(extra))

@@ -18,6 +18,8 @@ and 174 MiB of work keeps one step within the 6 GB a bulk run is held to at SF10
 tables at SF10 (315 MB of ``partsupp``: 7.7 GiB on Polars) run on Spark. Re-measure on other
 machines: ``python -m bench``."""
 DURATION_PATTERN = r"^(\d+[wdhms])+$"
+BUNDLED_SOURCES = Path(__file__).resolve().parent.parent / "sources"
+"""The sources folder next to the package: TPC-H and the other bundled examples, and a team's own."""
 """A duration such as ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or ``1d12h``."""
 
 
@@ -36,6 +38,10 @@ class Settings(BaseSettings):
         default=None, description="Landing zone: a path, file:// or s3:// URI (default $home/landing)."
     )
     catalog: str = Field(default="lakehouse", description="pyiceberg catalog name.")
+    sources: Path = Field(
+        default=BUNDLED_SOURCES,
+        description="The folder of source folders (each with a source.yml); default: the checkout's sources/",
+    )
     chunk_days: int = Field(default=366, ge=1, description="Most batch dates processed in one chunk.")
     chunk_mb: int = Field(
         default=256,
@@ -98,6 +104,11 @@ class Settings(BaseSettings):
         if self.landing_uri:
             return self.landing_uri
         return str((self.home / "landing").resolve())
+
+    @property
+    def contracts_dir(self) -> Path:
+        """Where the contracts derived from the declarations are written (for the gate and the Soda CLI)."""
+        return self.home / "contracts"
 
     @property
     def reports_dir(self) -> Path:

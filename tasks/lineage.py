@@ -45,7 +45,7 @@ from pyiceberg.catalog import Catalog
 from checks.result import GateResult
 from lakehouse.batches import format_ranges
 from lakehouse.pipeline import Lakehouse, StepResult
-from lakehouse.tables import NAMESPACES, PROP_BATCHES, PROP_ENGINE, PROP_INPUTS, PROP_RUN_ID, TPCH
+from lakehouse.tables import NAMESPACES, PROP_BATCHES, PROP_ENGINE, PROP_INPUTS, PROP_RUN_ID
 
 if TYPE_CHECKING:
     from openlineage.client.client import OpenLineageClient
@@ -663,7 +663,9 @@ class _Emitter:
     def _landing_facets(self, source_table: str) -> dict[str, DatasetFacet]:
         from openlineage.client.facet_v2 import schema_dataset
 
-        spec = TPCH.get(source_table.split(".", 1)[-1])
+        source, _, name = source_table.partition(".")
+        declared = self.step.lh.registry.sources.get(source)
+        spec = declared.tables.get(name) if declared is not None else None
         if spec is None:
             return {}
         return {
@@ -694,7 +696,7 @@ class _Emitter:
             if table_id.split(".", 1)[0] not in NAMESPACES:  # a landed source
                 out.append(
                     InputDataset(
-                        namespace=landing_namespace(lh.zone.uri),
+                        namespace=landing_namespace(lh.landing),
                         name=table_id,
                         facets=self._landing_facets(table_id),
                         inputFacets=input_facets,

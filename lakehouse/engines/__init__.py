@@ -14,7 +14,7 @@ import itertools
 import os
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -30,7 +30,6 @@ from pyiceberg.io.pyarrow import PyArrowFileIO, _get_parquet_writer_kwargs, sche
 from pyiceberg.table import Table, TableProperties, Transaction
 
 from lakehouse.errors import ConfigurationError, LakehouseError
-from lakehouse.landing import LandedFile, LandingZone
 from lakehouse.transforms.frames import EngineName
 
 FrameT = TypeVar("FrameT", bound=IntoLazyFrame)
@@ -67,10 +66,6 @@ class Engine(Protocol[FrameT]):
         self, table: Table, *, snapshot_id: int | None = None, batches: list[date] | None = None
     ) -> FrameT:
         """Rows of ``table`` at ``snapshot_id`` (default: current), only of ``batches`` if given."""
-        ...
-
-    def read_landed(self, zone: LandingZone, files: Sequence[LandedFile]) -> FrameT:
-        """Rows of landed files, all columns strings, with ``_source_file`` and ``_row_number``."""
         ...
 
     def materialize(self, frame: FrameT) -> FrameT:
