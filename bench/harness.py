@@ -241,9 +241,11 @@ class Bench:
         """Land TPC-H at the scale (reused if the work directory holds the same seed already)."""
         from lakehouse.errors import LakehouseError
         from lakehouse.landing import LandingZone
-        from lakehouse.seed import read_report
+        from lakehouse.registry import load_registry
+        from lakehouse.seed import SOURCE, read_report
+        from lakehouse.settings import BUNDLED_SOURCES
 
-        zone = LandingZone(str(self.landing))
+        zone = LandingZone(str(self.landing), load_registry(BUNDLED_SOURCES).sources[SOURCE])
         # a landing zone seeded earlier with the same parameters is reused (seeding is deterministic)
         marker = self.options.workdir / "landing.json"
         wanted = {"scale": self.options.scale, "days": self.options.days}

@@ -97,8 +97,8 @@ def _literal(value: object) -> str:
 def _range_text(col: Column) -> str:
     low, high = col.rules.min, col.rules.max
     if low is not None and high is not None:
-        return f"between {low} and {high}"
-    return f"at least {low}" if low is not None else f"at most {high}"
+        return f"is between {low} and {high}"
+    return f"is at least {low}" if low is not None else f"is at most {high}"
 
 
 def _silver_column(spec: SourceTable, col: Column) -> dict[str, Any]:
@@ -203,7 +203,8 @@ def _silver(registry: Registry, spec: SourceTable) -> dict[str, Any]:
         body: dict[str, Any] = {
             "name": f"({', '.join(reference.columns)}) exists in {parent}",
             "qualifier": f"reference_{'_'.join(reference.columns)}",
-            "query": f"SELECT {', '.join(f'c.{c}' for c in reference.columns)}\nFROM {silver} AS c\n"
+            "query": f"SELECT {', '.join(f'c.{c}' for c in dict.fromkeys([*spec.key, *reference.columns]))}\n"
+            f"FROM {silver} AS c\n"
             f"ANTI JOIN {parent} AS p ON {on}\n",
         }
         if reference.on_orphan == "warn":

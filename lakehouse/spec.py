@@ -310,7 +310,7 @@ def _parse_value(kind: BaseType, value: Any) -> Any:
     if kind in ("double", "decimal"):
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError(f"{value!r} is not a number")
-        return float(value)
+        return value if isinstance(value, int) else float(value)
     if kind == "date":
         return (
             value
