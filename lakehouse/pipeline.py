@@ -7,7 +7,7 @@ Each step reads what it needs through the catalog, runs pure transforms, and com
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -473,6 +473,23 @@ def _model_rows(lh: Lakehouse, engine: Engine[FrameT], model: Model, batches: li
         ) from exc
 
 
+def versioned(model: Model, current: FrameT, rows: FrameT, batches: Sequence[date]) -> FrameT:
+    """An SCD2 model's complete version chains: ``current`` (its table) with ``rows`` of ``batches``.
+
+    See :func:`lakehouse.transforms.scd2.chains`.
+    """
+    materialization = model.materialization
+    return scd2.chains(
+        current,
+        rows,
+        key=materialization.key[0],
+        tracked=materialization.tracked,
+        columns=[name for name, _ in model.columns],
+        batches=batches,
+        surrogate_key=materialization.surrogate_key,
+    )
+
+
 def _merge(
     lh: Lakehouse,
     table: Table,
@@ -535,19 +552,9 @@ def _build_gold(
         return StepResult(table_id, tuple(present), rows_in, rows_in, 0, staged.snapshot_id)
     data: MergeData
     if materialization.kind == "scd2":
-        columns = [name for name, _ in model.columns]
 
         def data(base: int) -> pa.Table:  # the chains as of the snapshot the merge is planned against
-            current = engine.read_table(table, snapshot_id=base)
-            built = scd2.chains(
-                current,
-                rows,
-                key=materialization.key[0],
-                tracked=materialization.tracked,
-                columns=columns,
-                batches=batches,
-                surrogate_key=materialization.surrogate_key,
-            )
+            built = versioned(model, engine.read_table(table, snapshot_id=base), rows, batches)
             return shape(table, engine.to_arrow(built), lh.constants())
 
     else:

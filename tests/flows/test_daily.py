@@ -16,7 +16,7 @@ from flows.runner import RunFailed
 from lakehouse.publish import promoted
 from lakehouse.seed import read_report
 from lakehouse.settings import Settings
-from lakehouse.tables import LOAD_ORDER, TPCH
+from tests.declared import LOAD_ORDER
 from tests.flows.conftest import Landing, content, landed, negative_prices
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -97,7 +97,7 @@ def test_silver_query_equals_the_same_query_on_landed_files(clean_landing: Landi
         raw = landed(clean_landing, name)
         casts = [
             pl.col(c.name).cast(pl.Decimal(15, 2)) if c.type == "decimal" else pl.col(c.name)
-            for c in TPCH[name].columns
+            for c in TABLES[name].columns
         ]
         files.register(name, raw.with_columns(casts).to_arrow())
     assert silver.sql(query).fetchall() == files.sql(query).fetchall()

@@ -21,12 +21,12 @@ from flows.daily import daily
 from flows.metrics import metrics_file, record_run, render_markdown
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process
 from lakehouse.catalog import ensure_tables, open_catalog
-from lakehouse.landing import LandingZone
 from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepResult
 from lakehouse.publish import audit_branch, write_audited
 from lakehouse.settings import Settings
-from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, bronze_table, quarantine_table, silver_table
+from lakehouse.tables import bronze_table, quarantine_table, silver_table
 from tasks import lineage
+from tests.declared import LOAD_ORDER, REGISTRY, TABLES
 from tests.flows.conftest import Landing, landed, negative_prices
 
 Events = Callable[[], list[dict[str, Any]]]
@@ -133,7 +133,7 @@ def test_a_daily_run_emits_start_and_complete_for_every_write(
             assert assertions and all(a["success"] for a in assertions), table
 
     lineitem = complete["silver.lineitem"]
-    parents = [f"silver.{p}" for p, _ in FOREIGN_KEYS["lineitem"].values()]
+    parents = REGISTRY.parents(TABLES["lineitem"])
     assert _names(lineitem["inputs"]) == ["bronze.lineitem", *parents]
     assert _names(lineitem["outputs"]) == ["silver.lineitem", "quarantine.lineitem"]
     bronze = complete["bronze.lineitem"]
@@ -223,9 +223,12 @@ def test_the_metrics_line_of_a_run(tmp_path: Path) -> None:
     """Bytes come from the published snapshots' summaries; durations from the timed steps."""
     settings = Settings()
     catalog = open_catalog(settings)
-    ensure_tables(catalog, [bronze_table("orders"), silver_table("orders"), quarantine_table("orders")])
+    ensure_tables(
+        catalog,
+        [bronze_table(TABLES["orders"]), silver_table(TABLES["orders"]), quarantine_table(TABLES["orders"])],
+    )
     lh = Lakehouse(
-        catalog, LandingZone(str(tmp_path / "landing")), RunInfo(str(uuid.uuid4()), "backfill", "abc123")
+        catalog, REGISTRY, str(tmp_path / "landing"), RunInfo(str(uuid.uuid4()), "backfill", "abc123")
     )
     day = date(1995, 3, 1)
     started = datetime.now(UTC)

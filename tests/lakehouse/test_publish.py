@@ -16,6 +16,7 @@ from lakehouse.errors import AuditFailedError, CommitConflictError
 from lakehouse.files import batch_filter
 from lakehouse.publish import AUDIT_BRANCH_PREFIX, Staged, promoted, write_audited
 from lakehouse.tables import PROP_BATCHES, PROP_RUN_ID, bronze_table
+from tests.declared import TABLES
 
 D1, D2 = date(1995, 1, 1), date(1995, 1, 2)
 
@@ -23,7 +24,7 @@ D1, D2 = date(1995, 1, 1), date(1995, 1, 2)
 @pytest.fixture
 def table(tmp_path: Path) -> Table:
     catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
-    spec = bronze_table("region")
+    spec = bronze_table(TABLES["region"])
     ensure_tables(catalog, [spec])
     return catalog.load_table(spec.identifier)
 

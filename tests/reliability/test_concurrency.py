@@ -25,6 +25,7 @@ from lakehouse.errors import CommitConflictError
 from lakehouse.files import batch_filter
 from lakehouse.publish import AUDIT_BRANCH_PREFIX, write_audited
 from lakehouse.tables import NAMESPACES, PROP_BATCHES, bronze_table
+from tests.declared import TABLES
 from tests.reliability.conftest import PENDING, Baseline
 from tests.reliability.harness import (
     SOAK,
@@ -136,7 +137,7 @@ def test_concurrent_runs_on_a_postgres_catalog(baseline: Baseline, stack: Stack)
 @pytest.fixture
 def table(tmp_path: Path) -> Table:
     catalog = RetryingSqlCatalog("t", **embedded_default(tmp_path))
-    spec = bronze_table("region")
+    spec = bronze_table(TABLES["region"])
     ensure_tables(catalog, [spec])
     return catalog.load_table(spec.identifier)
 
@@ -179,7 +180,7 @@ def test_a_snapshot_built_on_metadata_another_run_advanced_is_rebuilt(tmp_path: 
     for cls in (SqlCatalog, RetryingSqlCatalog):
         (tmp_path / cls.__name__ / "warehouse").mkdir(parents=True)
         catalog = cls("t", **embedded_default(tmp_path / cls.__name__))
-        spec = bronze_table("region")
+        spec = bronze_table(TABLES["region"])
         ensure_tables(catalog, [spec])
         mine, theirs = catalog.load_table(spec.identifier), catalog.load_table(spec.identifier)
         base = mine.metadata.current_snapshot_id
