@@ -17,6 +17,7 @@ from lakehouse.publish import promoted
 from lakehouse.seed import read_report
 from lakehouse.settings import Settings
 from tests.declared import LOAD_ORDER
+from tests.declared import TABLES as SPECS
 from tests.flows.conftest import Landing, content, landed, negative_prices
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -96,8 +97,8 @@ def test_silver_query_equals_the_same_query_on_landed_files(clean_landing: Landi
     for name in ("orders", "lineitem"):
         raw = landed(clean_landing, name)
         casts = [
-            pl.col(c.name).cast(pl.Decimal(15, 2)) if c.type == "decimal" else pl.col(c.name)
-            for c in TABLES[name].columns
+            pl.col(c.name).cast(pl.Decimal(15, 2)) if c.kind == "decimal" else pl.col(c.name)
+            for c in SPECS[name].columns
         ]
         files.register(name, raw.with_columns(casts).to_arrow())
     assert silver.sql(query).fetchall() == files.sql(query).fetchall()

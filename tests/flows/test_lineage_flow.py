@@ -21,7 +21,7 @@ from flows.daily import daily
 from flows.metrics import metrics_file, record_run, render_markdown
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process
 from lakehouse.catalog import ensure_tables, open_catalog
-from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepResult
+from lakehouse.pipeline import Lakehouse, RunInfo, StepResult
 from lakehouse.publish import audit_branch, write_audited
 from lakehouse.settings import Settings
 from lakehouse.tables import bronze_table, quarantine_table, silver_table
@@ -143,7 +143,7 @@ def test_a_daily_run_emits_start_and_complete_for_every_write(
     assert bronze["inputs"][0]["inputFacets"]["inputStatistics"]["rowCount"] == lineitems
     # gold reads what silver and gold wrote in the same run: the versions chain
     revenue = complete["gold.daily_revenue"]
-    assert _names(revenue["inputs"]) == list(GOLD_INPUTS["daily_revenue"])
+    assert _names(revenue["inputs"]) == REGISTRY.upstream("gold.daily_revenue")
     versions = {d["name"]: d["facets"]["version"]["datasetVersion"] for d in revenue["inputs"]}
     for name, version in versions.items():
         assert version == str(results[name].snapshot_id), name
@@ -199,9 +199,9 @@ def test_a_failing_gate_emits_fail_with_the_failing_checks(
     assert "version" not in output["facets"]  # nothing was published
     # what depends on silver.lineitem did not run; silver.orders of that day was published
     blocked = {"silver.lineitem"}
-    for name, inputs in GOLD_INPUTS.items():  # in build order
-        if blocked.intersection(inputs):
-            blocked.add(f"gold.{name}")
+    for model in REGISTRY.models:  # in build order
+        if blocked.intersection(REGISTRY.upstream(model)):
+            blocked.add(model)
     assert blocked - {"silver.lineitem"}, "some gold table reads silver.lineitem"
     assert not [t for t in blocked if f"daily.{t}" in jobs and t != "silver.lineitem"]
     assert [e["eventType"] for e in jobs["daily.silver.orders"]] == ["START", "COMPLETE"]

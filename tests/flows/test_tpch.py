@@ -33,8 +33,7 @@ from lakehouse.catalog import open_catalog
 from lakehouse.landing import LandingZone
 from lakehouse.seed import seed
 from lakehouse.settings import Settings
-from lakehouse.transforms.star import TRACKED
-from tests.declared import LOAD_ORDER, TABLES
+from tests.declared import LOAD_ORDER, REGISTRY, TABLES
 from tests.declared import TPCH as TPCH_SOURCE
 
 pytestmark = [pytest.mark.slow]
@@ -108,7 +107,7 @@ def landed(backfilled: Backfilled) -> duckdb.DuckDBPyConnection:
             else f"read_csv([{files}], all_varchar = true, header = true)"
         )
         columns = ", ".join(
-            f"CAST({c.name} AS {SQL_TYPES[c.type]}) AS {c.name}" for c in TABLES[name].columns
+            f"CAST({c.name} AS {SQL_TYPES[c.kind]}) AS {c.name}" for c in TABLES[name].columns
         )
         con.execute(f"CREATE TABLE {name} AS SELECT {columns} FROM {source}")
     return con
@@ -241,10 +240,18 @@ def test_customer_change_sets_become_scd2_versions_that_sales_resolve_as_of_thei
     assert isinstance(dim, pl.DataFrame)
     snapshot = {(k, report.start) for k in range(1, 1501)}
     assert set(dim.select("c_custkey", "valid_from").iter_rows()) == snapshot | set(changed.iter_rows())
-    current = dim.filter("is_current").select("c_custkey", *TRACKED).sort("c_custkey")
+    current = (
+        dim.filter("is_current")
+        .select("c_custkey", *REGISTRY.model("gold.dim_customer").materialization.tracked)
+        .sort("c_custkey")
+    )
     customers = pl.from_arrow(catalog.load_table("silver.customer").scan().to_arrow())
     assert isinstance(customers, pl.DataFrame)
-    assert current.equals(customers.select("c_custkey", *TRACKED).sort("c_custkey"))
+    assert current.equals(
+        customers.select("c_custkey", *REGISTRY.model("gold.dim_customer").materialization.tracked).sort(
+            "c_custkey"
+        )
+    )
 
     con = duckdb.connect()
     con.register("fct_sales", catalog.load_table("gold.fct_sales").scan().to_arrow())

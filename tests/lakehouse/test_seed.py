@@ -143,7 +143,7 @@ BAD_ROW_FILES = (*FACT_FILES, ("customer", "changes.jsonl"))
 
 def _parses(table: str, column: str, value: str) -> bool:
     """Whether ``value`` parses as the silver type of ``table.column`` (a date or a decimal here)."""
-    type_ = next(c.type for c in TABLES[table].columns if c.name == column)
+    type_ = next(c.kind for c in TABLES[table].columns if c.name == column)
     series = pl.Series([value])
     parsed = (
         series.str.to_date("%Y-%m-%d", strict=False)

@@ -274,7 +274,7 @@ def test_an_unwritable_backend_never_fails_the_step(
 
 
 def test_a_run_outside_prefect_has_no_parent_run(lh: Lakehouse, file_lineage: Events) -> None:
-    local = Lakehouse(lh.catalog, REGISTRY, lh.zone.uri, RunInfo("local", "daily", "abc123"))
+    local = Lakehouse(lh.catalog, REGISTRY, lh.landing, RunInfo("local", "daily", "abc123"))
     with lineage.step(local, "bronze.orders", [DAY], inputs=["tpch.orders"]):
         pass
     assert all("parent" not in e["run"]["facets"] for e in file_lineage())
