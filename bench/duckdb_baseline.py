@@ -22,8 +22,9 @@ from string import Template
 import duckdb
 
 from lakehouse.registry import load_registry
-from lakehouse.seed import SOURCE
 from lakehouse.settings import BUNDLED_SOURCES
+
+SOURCE = "tpch"
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 BATCH_FROM_PATH = r"regexp_extract(filename, 'dt=(\d{4}-\d{2}-\d{2})', 1)::DATE"

@@ -242,10 +242,11 @@ class Bench:
         from lakehouse.errors import LakehouseError
         from lakehouse.landing import LandingZone
         from lakehouse.registry import load_registry
-        from lakehouse.seed import SOURCE, read_report
         from lakehouse.settings import BUNDLED_SOURCES
 
-        zone = LandingZone(str(self.landing), load_registry(BUNDLED_SOURCES).sources[SOURCE])
+        registry = load_registry(BUNDLED_SOURCES)
+        read_report = registry.seeder("tpch").read_report
+        zone = LandingZone(str(self.landing), registry.sources["tpch"])
         # a landing zone seeded earlier with the same parameters is reused (seeding is deterministic)
         marker = self.options.workdir / "landing.json"
         wanted = {"scale": self.options.scale, "days": self.options.days}

@@ -20,7 +20,6 @@ from flows.metrics import record_run
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process, selected
 from lakehouse.errors import ConfigurationError
 from lakehouse.pipeline import pending_batches
-from lakehouse.seed import SOURCE
 from lakehouse.settings import EngineChoice, Settings
 from tasks.seed import seed_landing
 
@@ -48,13 +47,15 @@ def daily(
     started = datetime.now(UTC)
     settings = Settings()
     lh = open_lakehouse(settings, "daily", engine)
-    if settings.landing_uri is None and SOURCE in lh.registry.sources and lh.zone(SOURCE).is_empty():
-        logger.info(
-            "demo landing zone %s is empty: seeding TPC-H SF%s", settings.landing, settings.demo_scale
-        )
-        with tempfile.TemporaryDirectory() as work:
-            seed_landing(lh.zone(SOURCE), settings.demo_scale, Path(work))
     sources = selected(lh.registry, source)
+    if settings.landing_uri is None:  # the demo zone: seed the sources that ship demo data, if empty
+        for name in sources:
+            if lh.registry.seeder(name) is not None and lh.zone(name).is_empty():
+                logger.info(
+                    "demo landing zone of %s is empty: seeding it (scale %s)", name, settings.demo_scale
+                )
+                with tempfile.TemporaryDirectory() as work:
+                    seed_landing(lh, name, settings.demo_scale, Path(work))
     dates = [date] if date else pending_batches(lh, sources)
     if not dates:
         logger.info("nothing to do: every landed batch in %s is promoted", settings.landing)

@@ -253,13 +253,17 @@ BRONZE_FILE_BYTES = 32 * 1024 * 1024
 """Landed bytes gathered into one bronze data file (a landed file larger than this gets its own)."""
 
 
-def _bronze_groups(files: list[LandedFile]) -> list[list[LandedFile]]:
-    """``files`` in runs of one month (the partition) holding at most :data:`BRONZE_FILE_BYTES`."""
+def _bronze_groups(files: list[LandedFile], by_day: bool) -> list[list[LandedFile]]:
+    """``files`` in runs of one partition (a month, or a day) holding at most :data:`BRONZE_FILE_BYTES`."""
+
+    def partition(f: LandedFile) -> date:
+        return f.batch if by_day else f.batch.replace(day=1)
+
     groups: list[list[LandedFile]] = []
     size = 0
     for landed_file in sorted(files, key=lambda f: (f.batch, f.uri)):
-        same_month = bool(groups) and groups[-1][0].batch.replace(day=1) == landed_file.batch.replace(day=1)
-        if same_month and size + landed_file.size <= BRONZE_FILE_BYTES:
+        same = bool(groups) and partition(groups[-1][0]) == partition(landed_file)
+        if same and size + landed_file.size <= BRONZE_FILE_BYTES:
             groups[-1].append(landed_file)
             size += landed_file.size
         else:
@@ -274,7 +278,7 @@ def load_bronze(lh: Lakehouse, table_id: str, batches: list[date], audit: StepAu
     Every landed row is loaded, and a file that cannot be read as one row whose ``_error`` says
     why (see :mod:`lakehouse.readers`). Files are parsed always in process (the reader's rules,
     exact field counts, strict UTF-8, ..., are its own) and written as they are parsed: the files of
-    a month are gathered into groups of up to :data:`BRONZE_FILE_BYTES` landed bytes, read together
+    a partition are gathered into groups of up to :data:`BRONZE_FILE_BYTES` landed bytes, read together
     (:func:`lakehouse.readers.read_landed_files`) into one data file, each encoded while the next
     is read: memory holds two such groups, not the batch. The data files are committed together.
 
@@ -302,7 +306,8 @@ def load_bronze(lh: Lakehouse, table_id: str, batches: list[date], audit: StepAu
     # A data file is encoded (one core) while the next group is parsed: memory holds two groups.
     writes: list[Future[str]] = []
     with ThreadPoolExecutor(1, thread_name_prefix="bronze-write") as writer:
-        for number, group in enumerate(_bronze_groups(files)):
+        by_day = bronze_table(spec).partition == "batch_day"
+        for number, group in enumerate(_bronze_groups(files, by_day)):
             batch = pl.col(SOURCE_FILE).replace_strict({f.uri: f.batch for f in group}, return_dtype=pl.Date)
             frame = read_landed_files(zone, group).with_columns(batch.alias(BATCH_DATE))
             rows += frame.height

@@ -53,6 +53,7 @@ from lakehouse.tables import (
 )
 
 MODELS_FILE = "models.py"
+SEED_FILE = "seed.py"
 _RESERVED = {BATCH_DATE, RUN_ID, VALID_FROM, VALID_TO, IS_CURRENT}
 
 
@@ -93,6 +94,19 @@ class Registry:
                 for layer in LAYERS:
                     self._tables[table.identifier(layer)] = table
         self.models: dict[str, Model] = {m.identifier: m for m in models}
+
+    def seeder(self, source: str) -> Any | None:
+        """``source``'s demo data generator (its folder's ``seed.py``), or None if it has none.
+
+        The module's ``seed(zone, *, scale, workdir, start, days, anomalies, changes)`` lands demo
+        batches into the source's landing zone (``start`` and ``days`` None: its own defaults).
+
+        Raises:
+            SpecError: naming the file, if importing it raises.
+
+        """
+        path = self.sources[source].folder / SEED_FILE
+        return load_module(self.sources[source], path) if path.is_file() else None
 
     def landed(self, sources: Iterable[str] | None = None) -> list[SourceTable]:
         """The landed tables of ``sources`` (default: all), each source's in load order."""
@@ -180,8 +194,16 @@ class Registry:
         return [table.identifier(SILVER)] + [m.identifier for m in self.models_for([table])]
 
 
-def _load_module(source: Source, path: Path) -> Any:
-    name = f"lakehouse_sources.{source.name}.models"
+def load_module(source: Source, path: Path) -> Any:
+    """The Python module ``path`` of ``source``'s folder, imported as ``lakehouse_sources.<source>.<stem>``.
+
+    Imported anew on each call (a registry is loaded once per run), so an edited file is read.
+
+    Raises:
+        SpecError: naming the file, if importing it raises.
+
+    """
+    name = f"lakehouse_sources.{source.name}.{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise SpecError([f"{path}: cannot be imported as a Python module"])
@@ -201,7 +223,7 @@ def _models(source: Source, problems: list[str]) -> list[Model]:
     path = source.folder / MODELS_FILE
     if not path.is_file():
         return []
-    module = _load_module(source, path)
+    module = load_module(source, path)
     out = []
     for attribute in vars(module).values():
         declared: ModelDef | None = getattr(attribute, MODEL_ATTRIBUTE, None)

@@ -17,3 +17,9 @@ LOAD_ORDER: tuple[str, ...] = tuple(TPCH.tables)
 def without_rules(spec: SourceTable) -> SourceTable:
     """``spec`` with no value rules (type, key and references kept): for tests about keys and versions."""
     return replace(spec, columns=tuple(replace(c, rules=Rules()) for c in spec.columns))
+
+
+TPCH_SEED = REGISTRY.seeder("tpch")
+"""TPC-H's demo data generator, ``sources/tpch/seed.py``."""
+seed = TPCH_SEED.seed
+read_report = TPCH_SEED.read_report

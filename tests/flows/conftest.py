@@ -14,9 +14,8 @@ from pyiceberg.catalog import Catalog
 
 from lakehouse.catalog import open_catalog
 from lakehouse.landing import LandingZone
-from lakehouse.seed import seed
 from lakehouse.settings import Settings
-from tests.declared import LOAD_ORDER
+from tests.declared import LOAD_ORDER, seed
 from tests.declared import TPCH as TPCH_SOURCE
 
 START = date(1995, 3, 1)

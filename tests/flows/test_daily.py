@@ -14,9 +14,8 @@ from flows.backfill import backfill
 from flows.daily import daily
 from flows.runner import RunFailed
 from lakehouse.publish import promoted
-from lakehouse.seed import read_report
 from lakehouse.settings import Settings
-from tests.declared import LOAD_ORDER
+from tests.declared import LOAD_ORDER, read_report
 from tests.declared import TABLES as SPECS
 from tests.flows.conftest import Landing, content, landed, negative_prices
 

@@ -31,9 +31,8 @@ from flows.backfill import backfill
 from flows.daily import daily
 from lakehouse.catalog import open_catalog
 from lakehouse.landing import LandingZone
-from lakehouse.seed import seed
 from lakehouse.settings import Settings
-from tests.declared import LOAD_ORDER, REGISTRY, TABLES
+from tests.declared import LOAD_ORDER, REGISTRY, TABLES, seed
 from tests.declared import TPCH as TPCH_SOURCE
 
 pytestmark = [pytest.mark.slow]

@@ -16,19 +16,20 @@ from polars.testing import assert_frame_equal
 from flows.seed import main
 from lakehouse.errors import ConfigurationError
 from lakehouse.landing import LandingZone
-from lakehouse.seed import (
-    CHANGE_EVERY_DAYS,
-    CHANGE_SHARE,
-    CHANGED_COLUMNS,
-    MANIFEST,
-    RULES,
-    SEGMENTS,
-    SeedReport,
-    read_report,
-    seed,
-)
-from tests.declared import TABLES
+from tests.declared import TABLES, TPCH_SEED, read_report, seed
 from tests.declared import TPCH as TPCH_SOURCE
+
+CHANGE_EVERY_DAYS, CHANGE_SHARE, CHANGED_COLUMNS = (
+    TPCH_SEED.CHANGE_EVERY_DAYS,
+    TPCH_SEED.CHANGE_SHARE,
+    TPCH_SEED.CHANGED_COLUMNS,
+)
+MANIFEST, RULES, SEGMENTS, SeedReport = (
+    TPCH_SEED.MANIFEST,
+    TPCH_SEED.RULES,
+    TPCH_SEED.SEGMENTS,
+    TPCH_SEED.SeedReport,
+)
 
 SCALE = 0.01
 START = date(1995, 3, 1)
@@ -272,7 +273,7 @@ def test_a_seed_is_deterministic_and_its_manifest_reads_back(ranged: Seeded, tmp
 
 
 def test_a_large_snapshot_lands_in_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lakehouse.seed.SNAPSHOT_PART_ROWS", 3000)  # partsupp at SF0.01: 8,000 rows
+    monkeypatch.setattr(TPCH_SEED, "SNAPSHOT_PART_ROWS", 3000)  # partsupp at SF0.01: 8,000 rows
     seeded = _seed(tmp_path, start=START, days=2, anomalies=False, changes=False)
     zone = LandingZone(str(seeded.root), TPCH_SOURCE)
     parts = zone.files("partsupp", [START])

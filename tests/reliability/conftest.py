@@ -30,8 +30,8 @@ import pytest
 from infra.stack import PREFECT_SERVER, SECRETS_FILE, Stack, prefect_api_url
 from lakehouse.landing import LandingZone
 from lakehouse.publish import promoted
-from lakehouse.seed import seed
 from tests.declared import TPCH as TPCH_SOURCE
+from tests.declared import seed
 from tests.reliability.harness import Home, contents, dates, snapshot_ids
 
 START = date(1995, 2, 4)

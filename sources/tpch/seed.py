@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "_seed.json"
 TPCHGEN = "tpchgen-cli"
-SOURCE = "tpch"
-"""The source this seeder lands (its spec is ``sources/tpch/source.yml``)."""
 PARQUET_TABLES = frozenset({"region", "nation"})
 CHANGES_FILE = "changes.jsonl"
 SNAPSHOT_PART_ROWS = 1_000_000
@@ -135,7 +133,7 @@ class SeedReport:
     def to_json(self) -> bytes:
         """The manifest document (UTF-8 JSON)."""
         doc = {
-            "source": SOURCE,
+            "source": "tpch",
             "scale": self.scale,
             "start": self.start.isoformat(),
             "days": self.days,
