@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 
 from lakehouse.errors import LandingError
 from lakehouse.landing import FORMATS, LandedFile, LandingZone, ReadLimits
-from lakehouse.spec import SourceTable
+from lakehouse.spec import Landing, SourceTable
 from lakehouse.tables import ERROR, ROW_NUMBER, SOURCE_FILE
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,25 @@ _COMPRESSED = (
     (b"\x04\x22\x4d\x18", "lz4"),
 )
 _PARQUET_MAGIC = b"PAR1"
-_DELIMITERS = {"|": "'|'", ";": "';'", "\t": "tab"}
+_DELIMITERS = {",": "','", "|": "'|'", ";": "';'", "\t": "tab"}
 WHITESPACE = string.whitespace
 """A line holding only these characters is blank: skipped, not counted as a row."""
-# One RFC 4180 field within one line: quoted ("" escapes a quote) or unquoted without quotes.
-_FIELD = r'(?:"(?:[^"\r\n]|"")*"|[^,"\r\n]*)'
+
+
+def _hex(char: str) -> str:
+    """``char`` as a regex escape both Python's and Polars' (Rust) engines read, in or out of a class."""
+    return f"\\x{ord(char):02x}"
+
+
+def _field(landing: Landing) -> str:
+    """One RFC 4180 field within one line: quoted (a doubled quote escapes one) or unquoted without quotes."""
+    d, q = _hex(landing.delimiter), _hex(landing.quote)
+    return f"(?:{q}(?:[^{q}\\r\\n]|{q}{q})*{q}|[^{d}{q}\\r\\n]*)"
+
+
 _SHOWN = 200  # characters of a found header shown in a reason
 _FILE = "_file"  # a row's file, by its index among the files read together
+_COMMA = Landing()
 READ_THREADS = 2
 """Landed files fetched, and read by the exact reader, at a time."""
 
@@ -139,7 +151,7 @@ def read_landed_files(zone: LandingZone, files: Sequence[LandedFile]) -> pl.Data
     spec = tables.pop()
     with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="landed") as pool:
         fetched = list(pool.map(partial(_csv_data, zone), files))
-        native, handled = _csv_native([_native_body(data) for data in fetched], spec)
+        native, handled = _csv_native([_native_body(data) for data in fetched], spec, zone.spec.landing)
         rest = [i for i in range(len(files)) if i not in handled]
         declined = [fetched[i] for i in rest]  # fetched once: the exact reader takes these bytes
         del fetched
@@ -200,8 +212,11 @@ def parse_landed(zone: LandingZone, landed: LandedFile, data: bytes | None = Non
         else:
             body, offset = _body(data, suffix)
             del data  # the body replaces it (a copy only when a byte order mark is cut off)
-            parse = _csv_chunks if suffix == ".csv" else _jsonl_chunks
-            chunks = list(parse(_decode(body, offset), spec, limits))
+            text = _decode(body, offset)
+            if suffix == ".csv":
+                chunks = list(_csv_chunks(text, spec, limits, zone.spec.landing))
+            else:
+                chunks = list(_jsonl_chunks(text, spec, limits))
     except _Rejected as exc:
         raise UnreadableFileError(landed.uri, exc.reason) from None
     frame = pl.concat(chunks) if chunks else _chunk(spec, [], [], [])
@@ -320,7 +335,9 @@ def _blank(record: list[str]) -> bool:
     return len(record) <= 1 and not "".join(record).strip(WHITESPACE)
 
 
-def _csv_native(bodies: Sequence[bytes | None], spec: SourceTable) -> tuple[pl.DataFrame, set[int]]:
+def _csv_native(
+    bodies: Sequence[bytes | None], spec: SourceTable, landing: Landing = _COMMA
+) -> tuple[pl.DataFrame, set[int]]:
     """The rows Polars parses exactly as the exact reader would, of the CSV ``bodies`` it can; and which.
 
     The rows carry the declared columns, ``_row_number``, ``_error`` and their body's index in
@@ -344,20 +361,22 @@ def _csv_native(bodies: Sequence[bytes | None], spec: SourceTable) -> tuple[pl.D
     frames = [_chunk(spec, [], [], []).with_columns(pl.lit(None, dtype=pl.Int64).alias(_FILE))]
     handled: set[int] = set()
     headers = lines.filter(pl.col(ROW_NUMBER) == 0).group_by("line", maintain_order=True).agg(_FILE)
+    field, delimiter = _field(landing), _hex(landing.delimiter)
     for header, files in headers.iter_rows():
-        if not re.fullmatch(f"{_FIELD}(?:,{_FIELD})*\r?", header):
+        if not re.fullmatch(f"{field}(?:{delimiter}{field})*\r?", header):
             continue
-        names = [name.strip() for name in next(csv.reader([header.rstrip("\r")]))]
+        dialect = {"delimiter": landing.delimiter, "quotechar": landing.quote}
+        names = [name.strip() for name in next(csv.reader([header.rstrip("\r")], **dialect))]  # type: ignore[arg-type]
         try:
-            positions = _csv_positions(names, spec)
+            positions = _csv_positions(names, spec, landing.delimiter)
         except _Rejected:
             continue
         records = lines.filter(pl.col(_FILE).is_in(files) & (pl.col(ROW_NUMBER) > 0))
-        record = "^" + ",".join([_FIELD] * len(names)) + "\r?$"
+        record = "^" + delimiter.join([field] * len(names)) + "\r?$"
         ragged = set(records.filter(~pl.col("line").str.contains(record)).get_column(_FILE))
         if ragged:
             records = records.filter(~pl.col(_FILE).is_in(ragged))
-        frame = _parse_records(records, len(names))
+        frame = _parse_records(records, len(names), landing)
         if frame is None:
             continue
         frames.append(
@@ -383,30 +402,40 @@ def _utf8(data: bytes) -> bool:
     return True
 
 
-def _parse_records(records: pl.DataFrame, width: int) -> pl.DataFrame | None:
+def _parse_records(records: pl.DataFrame, width: int, landing: Landing) -> pl.DataFrame | None:
     """The ``line`` of ``records`` parsed by Polars into ``width`` fields ``_0``, ``_1``...; or None."""
     columns = [f"_{i}" for i in range(width)]
     if records.is_empty():
         return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
     source = (records.get_column("line").str.join("\n").item() + "\n").encode()
     try:
-        frame = pl.read_csv(io.BytesIO(source), has_header=False, new_columns=columns, infer_schema=False)
+        frame = pl.read_csv(
+            io.BytesIO(source),
+            has_header=False,
+            new_columns=columns,
+            infer_schema=False,
+            separator=landing.delimiter,
+            quote_char=landing.quote,
+        )
     except pl.exceptions.PolarsError:  # whatever Polars refuses, the exact reader reads
         return None
     return frame if frame.shape == (records.height, width) else None
 
 
-def _csv_positions(names: list[str], spec: SourceTable) -> list[int]:
+def _csv_positions(names: list[str], spec: SourceTable, expected: str = ",") -> list[int]:
     """Where each declared column is in a CSV header, or why the header does not fit the table."""
     wanted = spec.column_names
     missing = [c for c in wanted if c not in names]
     if missing:
-        joined = ",".join(names)
+        joined = expected.join(names)
         for delimiter, label in _DELIMITERS.items():
-            if delimiter in joined and set(wanted) <= {
-                p.strip() for p in joined.replace(",", delimiter).split(delimiter)
-            }:
-                raise _Rejected(f"wrong delimiter: the header is {label}-separated (expected ',')")
+            if (
+                delimiter != expected
+                and delimiter in joined
+                and set(wanted) <= {p.strip() for p in joined.replace(expected, delimiter).split(delimiter)}
+            ):
+                shown = _DELIMITERS.get(expected, repr(expected))
+                raise _Rejected(f"wrong delimiter: the header is {label}-separated (expected {shown})")
         raise _Rejected(f"missing column(s) {', '.join(missing)} (header: {joined[:_SHOWN]!r})")
     duplicated = [c for c in wanted if names.count(c) > 1]
     if duplicated:
@@ -414,21 +443,28 @@ def _csv_positions(names: list[str], spec: SourceTable) -> list[int]:
     return [names.index(c) for c in wanted]
 
 
-def _csv_chunks(text: str, spec: SourceTable, limits: ReadLimits) -> Iterator[pl.DataFrame]:
+def _csv_chunks(
+    text: str, spec: SourceTable, limits: ReadLimits, landing: Landing = _COMMA
+) -> Iterator[pl.DataFrame]:
     """Chunks of the CSV ``text``: a header naming the columns, then records (RFC 4180, strict).
 
-    A record with the wrong number of fields is a malformed row (its fields kept by position).
+    Fields are split and quoted as ``landing`` declares. A record with the wrong number of fields
+    is a malformed row (its fields kept by position).
     """
     # A field may be as large as the file: raise the process-wide limit, never lower it.
     if csv.field_size_limit() < limits.max_file_bytes:
         csv.field_size_limit(limits.max_file_bytes)
-    records = csv.reader(io.StringIO(text, newline=""), delimiter=",", quotechar='"', strict=True)
+    records = csv.reader(
+        io.StringIO(text, newline=""), delimiter=landing.delimiter, quotechar=landing.quote, strict=True
+    )
     try:
         header = next((r for r in records if not _blank(r)), None)
         if header is None:
             raise _Rejected("no header row (only blank lines)")
         names = [name.strip() for name in header]
-        pick = itemgetter(*_csv_positions(names, spec))  # a tuple: every declared table has several columns
+        pick = itemgetter(
+            *_csv_positions(names, spec, landing.delimiter)
+        )  # a tuple: every declared table has several columns
         width = len(names)
         rows: list[Any] = []
         numbers: list[int] = []
