@@ -6,9 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= dev,spark
 
+# Prefect's settings are in prefect.toml (read by any Prefect process started here, make or not).
 export SODA_CORE_TELEMETRY_ENABLED := false
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint types imports pytest bench clean

@@ -39,7 +39,6 @@ import logging
 import re
 import string
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from operator import itemgetter
 from pathlib import PurePosixPath
@@ -52,6 +51,7 @@ import pyarrow.parquet as pq
 from lakehouse.errors import LandingError
 from lakehouse.landing import FORMATS, LandedFile, LandingZone, ReadLimits
 from lakehouse.tables import ERROR, ROW_NUMBER, SOURCE_FILE, TPCH, SourceTable
+from lakehouse.threads import ContextThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def read_landed_files(zone: LandingZone, files: Sequence[LandedFile]) -> pl.Data
     if len(tables) != 1:
         raise ValueError(f"expected files of one table, got {sorted(tables) or 'none'}")
     spec = TPCH[tables.pop()]
-    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="landed") as pool:
+    with ContextThreadPool(READ_THREADS, thread_name_prefix="landed") as pool:
         fetched = list(pool.map(partial(_csv_data, zone), files))
         native, handled = _csv_native([_native_body(data) for data in fetched], spec)
         rest = [i for i in range(len(files)) if i not in handled]
