@@ -18,7 +18,6 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 
 from checks.errors import GateError
-from checks.report import write_index
 from checks.result import GateResult
 from lakehouse.batches import chunks
 from lakehouse.catalog import ensure_tables, open_catalog
@@ -30,7 +29,8 @@ from lakehouse.maintenance import parse_duration
 from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepAudit, StepResult, gold_tables, on_main
 from lakehouse.router import Router
 from lakehouse.settings import EngineChoice, Settings
-from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, TPCH, all_tables
+from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, QUARANTINE, TPCH, all_tables, identifier
+from tasks.assets import materializing
 from tasks.gate import quality_gate
 from tasks.pipeline import build_gold, build_silver, load_bronze
 
@@ -106,7 +106,6 @@ def process(
     whose input failed is not run for that chunk; other tables go on. Failures are collected in
     ``summary`` (the caller decides how the run ends).
     """
-    logger = get_run_logger()
     gate = quality_gate(lh, settings.reports_dir, settings.quarantine_max_share, summary.gates)
     # sizes only matter to split several dates: a daily run of one date does not list the zone
     sizes = lh.zone.landed_bytes() if len(dates) > 1 else None
@@ -118,36 +117,31 @@ def process(
     references = tuple(n for n in LOAD_ORDER if TPCH[n].kind == "reference")
     facts = tuple(n for n in LOAD_ORDER if n not in references)
     tables: tuple[str, ...] = LOAD_ORDER
-    try:
-        if concurrency > 1:
-            # Facts of any chunk may point at reference rows landed in an earlier one: load every
-            # chunk's reference tables first, in date order, then fan the fact chunks out.
-            for chunk in parts:
-                process_chunk(lh, chunk, gate, summary, tables=references, gold=gold_tables(references))
-            tables = facts
-        # Plain threads carrying the flow's context, not a parent task: a failed step inside a
-        # parent task would roll back the cache records of its completed siblings.
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chunk") as pool:
-            futures = [
-                pool.submit(
-                    contextvars.copy_context().run,
-                    process_chunk,
-                    lh,
-                    chunk,
-                    gate,
-                    summary,
-                    tables,
-                    gold_tables(tables),
-                )
-                for chunk in parts
-            ]
-            for done, future in enumerate(futures, 1):
-                future.result()
-                update_progress_artifact(progress, 100.0 * done / len(parts))
-    finally:
-        if summary.gates:
-            index = write_index(settings.reports_dir)
-            logger.info("gate reports: %s", index.resolve())
+    if concurrency > 1:
+        # Facts of any chunk may point at reference rows landed in an earlier one: load every
+        # chunk's reference tables first, in date order, then fan the fact chunks out.
+        for chunk in parts:
+            process_chunk(lh, chunk, gate, summary, tables=references, gold=gold_tables(references))
+        tables = facts
+    # Plain threads carrying the flow's context, not a parent task: a failed step inside a
+    # parent task would roll back the cache records of its completed siblings.
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chunk") as pool:
+        futures = [
+            pool.submit(
+                contextvars.copy_context().run,
+                process_chunk,
+                lh,
+                chunk,
+                gate,
+                summary,
+                tables,
+                gold_tables(tables),
+            )
+            for chunk in parts
+        ]
+        for done, future in enumerate(futures, 1):
+            future.result()
+            update_progress_artifact(progress, 100.0 * done / len(parts))
 
 
 def process_chunk(
@@ -178,15 +172,17 @@ def process_chunk(
             failed.add(table_id)
             summary.failures[f"{table_id} {span}"] = f"skipped: {', '.join(blocked)} failed"
             continue
+        outputs = [table_id, identifier(QUARANTINE, name)] if step is build_silver else [table_id]
+        run_step = materializing(step, lh.catalog.name, outputs, _upstream(table_id))
         try:
-            result = step(lh, name, chunk, gate)
+            result = run_step(lh, name, chunk, gate)
             if not on_main(lh, result):  # a cached result whose snapshot was rolled back
                 logger.warning(
                     "%s: snapshot %s of the cached result is no longer on main: running the step again",
                     table_id,
                     result.snapshot_id,
                 )
-                result = step.with_options(refresh_cache=True)(lh, name, chunk, gate)
+                result = run_step.with_options(refresh_cache=True)(lh, name, chunk, gate)
         except (LakehouseError, GateError) as exc:
             failed.add(table_id)
             summary.failures[f"{table_id} {span}"] = str(exc)

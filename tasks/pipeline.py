@@ -1,19 +1,21 @@
 """Prefect tasks wrapping the pipeline steps: orchestration concerns only.
 
 Each step runs inside :func:`tasks.lineage.step`, which times it (for the run's metrics) and, when
-OpenLineage is configured, reports its inputs, outputs and gate results.
+OpenLineage is configured, reports its inputs, outputs and gate results. Each is a Prefect
+materializing task: the runner names the tables it materializes (:func:`tasks.assets.materializing`).
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from prefect import task
+from prefect.assets import materialize
 
 from lakehouse import pipeline
 from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, StepAudit, StepResult
 from lakehouse.tables import BRONZE, FOREIGN_KEYS, GOLD, QUARANTINE, SILVER, SOURCE, identifier
 from tasks import lineage
+from tasks.assets import namespace_asset
 from tasks.cache import step_cache_key
 from tasks.retry import transient_only
 
@@ -31,7 +33,8 @@ def _inputs(lh: Lakehouse, layer: str, name: str, batches: list[date]) -> dict[s
 RETRY_DELAYS: list[float] = [1, 5, 15]
 
 
-@task(
+@materialize(
+    namespace_asset(BRONZE),
     name="bronze",
     task_run_name="bronze.{name}",
     cache_key_fn=step_cache_key,
@@ -49,7 +52,8 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
         return step.complete(pipeline.load_bronze(lh, name, batches, audit))
 
 
-@task(
+@materialize(
+    namespace_asset(SILVER),
     name="silver",
     task_run_name="silver.{name}",
     cache_key_fn=step_cache_key,
@@ -74,7 +78,8 @@ def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit
         return step.complete(pipeline.build_silver(lh, name, batches, audit))
 
 
-@task(
+@materialize(
+    namespace_asset(GOLD),
     name="gold",
     task_run_name="gold.{name}",
     cache_key_fn=step_cache_key,
