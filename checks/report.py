@@ -68,6 +68,7 @@ def write_atomically(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
+    Path(tmp).chmod(0o644)  # mkstemp makes the file private: reports are for whoever reads the folder
     Path(tmp).replace(path)
 
 

@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property, lru_cache
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
 header{background:#24292f;color:#fff;padding:.6rem 1.5rem;display:flex;gap:1.5rem;align-items:baseline}
 header a{color:#fff;text-decoration:none}header b{font-size:1.1rem}
-main{padding:1rem 1.5rem;max-width:1400px}
+main{padding:1rem 1.5rem}
 h1{font-size:1.4rem;margin:.5rem 0}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
 section{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:.5rem 1rem;margin:.75rem 0}
 table{border-collapse:collapse;margin:.25rem 0}
@@ -58,7 +59,7 @@ th{background:#f6f8fa;font-weight:600}td.n{text-align:right;font-variant-numeric
 .samples td,.samples th{font-size:.8rem;font-family:ui-monospace,monospace}
 .facts th{width:12rem}.charts{display:flex;flex-wrap:wrap;gap:1rem}
 pre{background:#f6f8fa;padding:.5rem;white-space:pre-wrap;font-size:.8rem}
-.muted{color:#656d76;font-size:.85rem}td.reason .muted{font-size:.75rem;max-width:22rem}
+.muted{color:#656d76;font-size:.85rem}td.reason{min-width:15rem}td .muted{font-size:.75rem;max-width:24rem}
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#1f2328}
 """
 _COLORS = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bc4c00", "#1b7c83", "#bf3989", "#6e7781")
@@ -89,6 +90,11 @@ class Run:
     record: dict[str, Any] | None
     gates: list[dict[str, Any]] = field(default_factory=list)
 
+    @cached_property
+    def batches(self) -> tuple[str, ...]:
+        """Every batch date its verifications covered, sorted."""
+        return tuple(sorted({b for g in self.gates for b in g["batches"] or ()}))
+
     @property
     def started(self) -> str:
         """When the run started (ISO 8601), from its record or its first verification."""
@@ -117,12 +123,13 @@ def load_runs(reports_dir: Path) -> list[Run]:
     return sorted(out, key=lambda r: r.started)
 
 
-def prune(reports_dir: Path, keep_runs: int) -> list[str]:
-    """Delete the folders of all but the newest ``keep_runs`` runs; return the names deleted."""
-    old = load_runs(reports_dir)[:-keep_runs] if keep_runs > 0 else []
-    for run in old:
+def prune(reports_dir: Path, runs_: Sequence[Run], keep_runs: int) -> list[Run]:
+    """Delete the folders of all but the newest ``keep_runs`` of ``runs_`` (0 keeps all); return the rest."""
+    if keep_runs <= 0 or len(runs_) <= keep_runs:
+        return list(runs_)
+    for run in runs_[:-keep_runs]:
         shutil.rmtree(reports_dir / RUNS_DIR / run.name)
-    return [r.name for r in old]
+    return list(runs_[-keep_runs:])
 
 
 def quarantine_stats(
@@ -173,8 +180,11 @@ def _e(value: object) -> str:
 
 def _ranges(batches: Sequence[str] | None) -> str:
     """Batches as ranges (``1998-01-05..1998-08-02``); many gaps are summarised, never listed."""
-    if batches is None:
-        return "all batches"
+    return "all batches" if batches is None else _range_text(tuple(batches))
+
+
+@lru_cache(maxsize=4096)
+def _range_text(batches: tuple[str, ...]) -> str:
     days = [date.fromisoformat(b) for b in batches]
     if not days:
         return "no batch"
@@ -578,7 +588,7 @@ def _table_page(
                 _num(sum(1 for c in g["checks"] if c["outcome"] == "failed")),
                 _num(g["duration_ms"]),
             ]
-            for g in reversed(gates)
+            for g in reversed(shown)
         ),
     )
     body = (
@@ -589,7 +599,8 @@ def _table_page(
         + _table(["Check", "Outcome per verification", "Measured", "Latest", "Threshold"], history_rows)
         + "</section>"
         + failures
-        + f"<section><h2>Verifications</h2>{verifications}</section>"
+        + f'<section><h2>Verifications</h2><p class="muted">The {len(shown)} latest of {len(gates)}, '
+        f"newest first.</p>{verifications}</section>"
     )
     return _page(table_id, body, 1)
 
@@ -655,7 +666,7 @@ def _run_page(run: Run, links: Mapping[str, str]) -> str:
             ],
             ["Started", _time(record.get("started", run.started))],
             ["Duration", f"{record['duration_seconds']:.1f} s" if "duration_seconds" in record else ""],
-            ["Batches", _batches(sorted({b for g in run.gates for b in g["batches"] or ()}))],
+            ["Batches", _batches(run.batches)],
             ["Engine", _e(record.get("engine"))],
             ["Code", f'<span class="id">{_e(record.get("code_version"))}</span>'],
             ["Rows landed", _e(record.get("rows_landed"))],
@@ -666,8 +677,10 @@ def _run_page(run: Run, links: Mapping[str, str]) -> str:
     steps: list[list[str]] = []
     for step in record.get("steps", []):
         table_id = str(step.get("table") or step["task"])  # a failed attempt names its task only
-        batches = _days(step.get("batches")) if "batches" in step else []
-        verdicts = [g for g in gates_by_table.get(table_id, []) if batches and g["batches"] == batches]
+        batches = _days(step["batches"]) if step.get("batches") else ()
+        verdicts = [
+            g for g in gates_by_table.get(table_id, []) if batches and tuple(g["batches"] or ()) == batches
+        ]
         status = "skipped" if step.get("skipped") else str(step["status"])
         note = str(step.get("error") or step.get("skipped") or "").strip()
         steps.append(
@@ -736,8 +749,10 @@ def _run_page(run: Run, links: Mapping[str, str]) -> str:
     return _page(f"Run {run.name}", body, 2)
 
 
-def _days(ranges: str | None) -> list[str] | None:
-    return sorted(d.isoformat() for d in parse_ranges(ranges)) if ranges is not None else None
+@lru_cache(maxsize=4096)
+def _days(ranges: str) -> tuple[str, ...]:
+    """The ISO dates of a range string (``format_ranges``), sorted."""
+    return tuple(sorted(d.isoformat() for d in parse_ranges(ranges)))
 
 
 def _overview(
@@ -801,7 +816,7 @@ def _overview(
                 _status((r.record or {}).get("status")),
                 _time(r.started),
                 _num((r.record or {}).get("duration_seconds")),
-                _batches(sorted({b for g in r.gates for b in g["batches"] or ()})) if r.gates else "",
+                _batches(r.batches) if r.gates else "",
                 _num(sum(1 for g in r.gates if g["passed"])),
                 _num(sum(1 for g in r.gates if not g["passed"])),
                 _num((r.record or {}).get("quarantined_rows")),
@@ -842,8 +857,7 @@ def build_site(
     Raises:
         OSError: if a page cannot be written or an old run cannot be removed.
     """
-    prune(reports_dir, keep_runs)
-    runs_ = load_runs(reports_dir)
+    runs_ = prune(reports_dir, load_runs(reports_dir), keep_runs)
     by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in runs_:
         for gate in run.gates:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -17,6 +16,7 @@ from checks.report import write_run
 from checks.site import build_site, quarantine_stats
 from flows.metrics import record_run
 from flows.runner import RunSummary, _upstream
+from lakehouse.cli import stdout_console
 from lakehouse.pipeline import GOLD_INPUTS, Lakehouse
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, GOLD, LOAD_ORDER, QUARANTINE, SILVER, identifier
@@ -48,14 +48,9 @@ def report_run(
     graph = lineage()
     quarantine = quarantine_stats(lh.catalog, [t for t in graph if t.startswith(f"{QUARANTINE}.")])
     index = build_site(settings.reports_dir, graph, quarantine, settings.reports_keep_runs).resolve()
-    print_summary(record, index, Console(file=sys.stdout, highlight=False, width=_width()))
+    print_summary(record, index, stdout_console())
     log.info("report: %s", index)
     return index
-
-
-def _width() -> int | None:
-    """Full width on a terminal; wide enough for any row in a pipe or a log file (nothing wraps)."""
-    return None if sys.stdout.isatty() else 200
 
 
 def _steps(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -94,9 +89,11 @@ def _steps(record: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def print_summary(record: Mapping[str, Any], report: Path, console: Console) -> None:
     """One table of the run's steps, then its failures with their reasons, then the report's path."""
+    ranges = str(record["batches"] or "").split(",")
+    span = f"{ranges[0].split('..')[0]}..{ranges[-1].split('..')[-1]}" if ranges[0] else "none"
     table = Table(
-        title=f"{record['flow']} run {record['run_id']}: {record['status']}, "
-        f"{record['duration_seconds']:.1f} s, batches {record['batches'] or 'none'}",
+        title=f"{record['flow']} run {record['run_id']}: {record['status']} in "
+        f"{record['duration_seconds']:.1f} s, {record['batch_count']} batch dates ({span})",
         title_justify="left",
     )
     table.add_column("step", no_wrap=True)

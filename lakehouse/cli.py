@@ -149,7 +149,7 @@ PIPE_WIDTH = 1000
 """Width of tables written to a pipe or a file: wide enough that no row wraps (``grep`` finds whole rows)."""
 
 
-def _out() -> Console:
+def stdout_console() -> Console:
     """The stdout console: names and paths printed literally (no markup, no highlighting).
 
     On a terminal, tables fit its width; in a pipe or a file, they keep every row on one line.
@@ -171,7 +171,7 @@ def _emit(rows: list[dict[str, Any]], *, title: str, as_json: bool, empty: str =
     if as_json:
         _emit_json(rows)
         return
-    console = _out()
+    console = stdout_console()
     if not rows:
         console.print(f"{title}: {empty}")
         return
@@ -458,7 +458,7 @@ def rollback(
     if as_json:
         _emit_json(asdict(result))
         return
-    _out().print(
+    stdout_console().print(
         f"{table_id}: main moved from snapshot {result.from_snapshot_id} back to {result.to_snapshot_id} "
         f"(committed at {result.to_timestamp.isoformat(timespec='milliseconds')})"
     )
@@ -510,9 +510,9 @@ def compact(
         _emit_json(asdict(result))
         return
     if result.snapshot_id is None:
-        _out().print(f"{table_id}: no partition has small files to compact")
+        stdout_console().print(f"{table_id}: no partition has small files to compact")
         return
-    _out().print(
+    stdout_console().print(
         f"{table_id}: {result.files_removed} files ({_bytes(result.bytes_removed)}) rewritten into "
         f"{result.files_added} ({_bytes(result.bytes_added)}), {result.records} rows, in "
         f"{len(result.partitions)} partition(s); snapshot {result.snapshot_id}"
@@ -556,7 +556,7 @@ def expire(
     if as_json:
         _emit_json(asdict(result))
     else:
-        _out().print(
+        stdout_console().print(
             f"{table_id}: expired {len(result.expired_snapshot_ids)} snapshot(s), "
             f"deleted {len(result.deleted_files)} file(s)"
         )
@@ -586,7 +586,7 @@ def remove_orphans(
         _emit_json(asdict(result))
     else:
         verb = "would delete" if dry_run else "deleted"
-        console = _out()
+        console = stdout_console()
         for path in result.orphan_files:
             console.print(path)
         console.print(
@@ -646,7 +646,7 @@ def migrate(
     else:
         rows = schema.set_column_type(table, column, new_type, properties=_run_properties("migrate"))
         plan += f"; {rows} rows rewritten"
-    _out().print(f"{table_id}: done: {plan}")
+    stdout_console().print(f"{table_id}: done: {plan}")
 
 
 def main() -> None:
