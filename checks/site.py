@@ -33,7 +33,7 @@ from pyiceberg.exceptions import NoSuchTableError
 from checks.report import GATES_DIR, RUN_FILE, RUNS_DIR, write_atomically
 from lakehouse.batches import format_ranges, parse_ranges, runs
 from lakehouse.files import batch_filter
-from lakehouse.tables import BATCH_DATE, ROW_NUMBER, RULE, SOURCE_FILE
+from lakehouse.tables import BATCH_DATE, NAMESPACES, ROW_NUMBER, RULE, SOURCE_FILE
 
 INDEX = "index.html"
 LINEAGE = "lineage.html"
@@ -605,6 +605,12 @@ def _table_page(
     return _page(table_id, body, 1)
 
 
+def _layer_order(table_id: str) -> tuple[int, str]:
+    """Tables by layer (bronze, silver, gold, quarantine), then by name."""
+    namespace = table_id.split(".", 1)[0]
+    return (NAMESPACES.index(namespace) if namespace in NAMESPACES else len(NAMESPACES), table_id)
+
+
 def _link_table(table_id: str, depth: int, links: Mapping[str, str]) -> str:
     """``table_id`` linked to its page (``links``), or as plain text when it has none."""
     if table_id not in links:
@@ -781,7 +787,7 @@ def _overview(
                 _num(len(gates)),
                 _num(sum(1 for g in gates if not g["passed"])),
             ]
-            for t, gates in sorted(by_table.items())
+            for t, gates in sorted(by_table.items(), key=lambda item: _layer_order(item[0]))
         ),
     )
     held = _table(
