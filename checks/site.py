@@ -320,7 +320,7 @@ def _table_page(
     stats = quarantine.get(f"quarantine.{name}") if namespace == "silver" else None
     if stats is not None and stats.counts:
         charts.append(
-            line_chart("Share of the batches quarantined, per rule", labels, _quarantine_shares(shown, stats))
+            line_chart("Share quarantined per rule (rows held now)", labels, _quarantine_shares(shown, stats))
         )
     if any(c["type"] == "freshness" for c in latest["checks"]):
         charts.append(

@@ -119,10 +119,29 @@ def lineage_graph(lineage: Mapping[str, Sequence[str]], link: Mapping[str, str])
     """The tables as an SVG graph, left to right: a band of columns per namespace, in build order.
 
     Namespaces are ordered by how early their tables can be built; within a namespace, a table
-    stands one column right of the tables of that namespace it is built from. Each node links to
-    ``link[table]`` when given; an edge runs from each upstream table to its downstream one.
+    stands one column right of the tables of that namespace it is built from. A table nothing is
+    built from, made from some of the tables another is made from (a quarantine table and its
+    silver table), is drawn below that one. Each node links to ``link[table]`` when given; an edge
+    runs from each upstream table to its downstream one.
     """
     nodes = sorted(set(lineage) | {u for ups in lineage.values() for u in ups})
+    downstream: dict[str, list[str]] = defaultdict(list)
+    for node, ups in lineage.items():
+        for up in ups:
+            downstream[up].append(node)
+    beside: dict[str, str] = {}
+    for node in nodes:
+        made_from = set(lineage.get(node, ()))
+        if downstream[node] or not made_from:
+            continue
+        wider = [
+            d
+            for d in lineage
+            if d != node and made_from <= set(lineage[d]) and (made_from < set(lineage[d]) or downstream[d])
+        ]
+        if wider:  # the closest: made from the fewest other tables
+            beside[node] = min(wider, key=lambda d: (len(lineage[d]), d))
+    beside = {node: sibling for node, sibling in beside.items() if sibling not in beside}
     depth: dict[str, int] = {}
     local: dict[str, int] = {}
 
@@ -138,13 +157,15 @@ def lineage_graph(lineage: Mapping[str, Sequence[str]], link: Mapping[str, str])
     for node in nodes:
         level(node, depth, same_band=False)
         level(node, local, same_band=True)
-        bands[node.split(".", 1)[0]].append(node)
+        if node not in beside:
+            bands[node.split(".", 1)[0]].append(node)
     column: dict[str, int] = {}
     offset = 0
     for band in sorted(bands, key=lambda b: (min(depth[n] for n in bands[b]), b)):
         for node in bands[band]:
             column[node] = offset + local[node]
         offset += 1 + max(local[n] for n in bands[band])
+    column |= {node: column[sibling] for node, sibling in beside.items()}
     columns: dict[int, list[str]] = defaultdict(list)
     for node in nodes:
         columns[column[node]].append(node)
@@ -152,10 +173,10 @@ def lineage_graph(lineage: Mapping[str, Sequence[str]], link: Mapping[str, str])
     for _ in range(2):  # order each column by the mean row of its neighbours: fewer crossing edges
         for c in sorted(columns):
 
-            def rank(node: str) -> tuple[float, str]:
+            def rank(node: str) -> tuple[bool, float, str]:
                 near = [row[u] for u in lineage.get(node, ()) if u in row]
-                near += [row[d] for d, ups in lineage.items() if node in ups and d in row]
-                return (sum(near) / len(near) if near else 0.0, node)
+                near += [row[d] for d in downstream[node] if d in row]
+                return (node in beside, sum(near) / len(near) if near else 0.0, node)
 
             columns[c].sort(key=rank)
             for i, node in enumerate(columns[c]):
