@@ -60,7 +60,7 @@ def test_logs_of_reader_threads_reach_the_flow_run_without_a_warning(tmp_path: P
     zone.write("orders", date(1995, 3, 1), "a.csv", b"\x00\x01 not a csv \xff")
     zone.write("orders", date(1995, 3, 1), "b.csv", b"")
     logging.getLogger("lakehouse").setLevel(logging.INFO)
-    # as a run outside the tests: a log record without a run warns (warnings are errors here)
+    # as in a run outside the tests, where a log record that names no run warns
     with temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "warn"}):
         run_id = _read_unreadable(zone.uri)
 
@@ -73,3 +73,30 @@ def test_logs_of_reader_threads_reach_the_flow_run_without_a_warning(tmp_path: P
             time.sleep(0.2)
     assert len(rejected) == 2, [entry.message for entry in logs]
     assert all(entry.name == "lakehouse.readers" for entry in rejected)
+
+
+READ_IN_A_FLOW = """
+import sys
+from datetime import date
+from tests.flows.test_prefect_settings import _read_unreadable
+_read_unreadable(sys.argv[1])
+"""
+
+
+def test_a_run_outside_the_tests_prints_no_warning_for_reader_logs(tmp_path: Path) -> None:
+    zone = LandingZone(str(tmp_path / "landing"))
+    zone.write("orders", date(1995, 3, 1), "a.csv", b"\x00 not a csv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    run = subprocess.run(
+        [sys.executable, "-c", READ_IN_A_FLOW, zone.uri],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "rejected as a whole" in run.stderr  # the reader thread's log line is printed
+    assert "Warning" not in run.stderr, run.stderr[-2000:]
