@@ -25,7 +25,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 
 from checks.errors import CheckCouldNotRun, GateError, QualityGateFailed
-from checks.report import write_reports
+from checks.report import write_report
 from checks.result import CheckOutcome, GateResult, Outcome
 from checks.samples import FailedRows, check_body, read_failed_rows, sample_sql
 from checks.views import DATA_SOURCE, create_view, view_name
@@ -246,9 +246,8 @@ def audit(
     share of the audited batches, and the audit reads what the batches hold, not the whole history.
     Unpartitioned tables (reference data, gold dimensions) are read whole. ``variables`` are the
     contract's variables (numbers as text, as with ``soda ... --set``). ``contract`` is the contract file
-    (see :func:`checks.contracts.write_contracts`). When ``reports_dir`` is given, JSON and HTML reports are
-    written there
-    and the returned result names the HTML file.
+    (see :func:`checks.contracts.write_contracts`). When ``reports_dir`` is given, the result is written
+    there as JSON (``checks.report.write_report``) and the returned result names that file.
 
     Anything that keeps the checks from running (no contract, unreadable files, Soda errors) is
     reported in ``GateResult.errors``, never raised, so a report is written for it.
@@ -304,7 +303,7 @@ def audit(
         variables=dict(variables),
     )
     if reports_dir is not None:
-        result = replace(result, report=write_reports(result, reports_dir).html)
+        result = replace(result, report=write_report(result, reports_dir))
     logger.info(
         "gate %s snapshot %s: %s (%d checks, %d failed, %d errors, %.0f ms)",
         table_identifier,

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 from prefect import flow, get_run_logger
 
-from flows.metrics import record_run
+from flows.report import report_run
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process
 from lakehouse.errors import ConfigurationError
 from lakehouse.settings import EngineChoice, Settings
@@ -49,7 +49,7 @@ def backfill(
     try:
         process(lh, chunked, dates, summary, concurrency)
     finally:
-        record_run(settings, lh, summary, started, datetime.now(UTC))
+        report_run(settings, lh, summary, started, datetime.now(UTC))
     if summary.failures:
         raise RunFailed(f"{len(summary.failures)} step(s) failed: " + "; ".join(summary.failures))
     return summary

@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.metrics import record_run
+from flows.report import report_run
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process, selected
 from lakehouse.errors import ConfigurationError
 from lakehouse.pipeline import pending_batches
@@ -65,7 +65,7 @@ def daily(
     try:
         process(lh, settings, dates, summary, sources=sources)
     finally:
-        record_run(settings, lh, summary, started, datetime.now(UTC))
+        report_run(settings, lh, summary, started, datetime.now(UTC))
     if summary.failures:
         raise RunFailed(f"{len(summary.failures)} step(s) failed: " + "; ".join(summary.failures))
     return summary

@@ -19,7 +19,6 @@ from prefect.runtime import flow_run
 
 from checks.contracts import write_contracts
 from checks.errors import GateError
-from checks.report import write_index
 from checks.result import GateResult
 from lakehouse.batches import chunks
 from lakehouse.catalog import ensure_tables, open_catalog
@@ -32,7 +31,8 @@ from lakehouse.registry import Model, Registry, load_registry
 from lakehouse.router import Router
 from lakehouse.settings import EngineChoice, Settings
 from lakehouse.spec import SourceTable
-from lakehouse.tables import BRONZE, SILVER
+from lakehouse.tables import BRONZE, QUARANTINE, SILVER
+from tasks.assets import materializing
 from tasks.gate import quality_gate
 from tasks.pipeline import build_gold, build_silver, load_bronze
 
@@ -127,7 +127,6 @@ def process(
         ContractError: if a source's extra checks cannot be merged into its derived contracts.
         ConfigurationError: if ``sources`` names an undeclared source.
     """
-    logger = get_run_logger()
     contracts = write_contracts(lh.registry, settings.contracts_dir)
     gate = quality_gate(lh, contracts, settings.reports_dir, settings.quarantine_max_share, summary.gates)
     # sizes only matter to split several dates: a daily run of one date does not list the zone
@@ -141,37 +140,49 @@ def process(
     references = tuple(t for t in landed if t.kind == "reference")
     facts = tuple(t for t in landed if t not in references)
     tables: tuple[SourceTable, ...] = tuple(landed)
-    try:
-        if concurrency > 1:
-            # Facts of any chunk may point at reference rows landed in an earlier one: load every
-            # chunk's reference tables first, in date order, then fan the fact chunks out.
-            for chunk in parts:
-                process_chunk(lh, chunk, gate, summary, references, lh.registry.models_for(references))
-            tables = facts
-        # Plain threads carrying the flow's context, not a parent task: a failed step inside a
-        # parent task would roll back the cache records of its completed siblings.
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chunk") as pool:
-            futures = [
-                pool.submit(
-                    contextvars.copy_context().run,
-                    process_chunk,
-                    lh,
-                    chunk,
-                    gate,
-                    summary,
-                    tables,
-                    lh.registry.models_for(tables),
-                )
-                for chunk in parts
-            ]
-            for done, (chunk, future) in enumerate(zip(parts, futures, strict=True), 1):
-                future.result()
-                summary.batches.extend(chunk)
-                update_progress_artifact(progress, 100.0 * done / len(parts))
-    finally:
-        if summary.gates:
-            index = write_index(settings.reports_dir)
-            logger.info("gate reports: %s", index.resolve())
+    if concurrency > 1:
+        # Facts of any chunk may point at reference rows landed in an earlier one: load every
+        # chunk's reference tables first, in date order, then fan the fact chunks out.
+        for chunk in parts:
+            process_chunk(lh, chunk, gate, summary, references, lh.registry.models_for(references))
+        tables = facts
+    # Plain threads carrying the flow's context, not a parent task: a failed step inside a
+    # parent task would roll back the cache records of its completed siblings.
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chunk") as pool:
+        futures = [
+            pool.submit(
+                contextvars.copy_context().run,
+                process_chunk,
+                lh,
+                chunk,
+                gate,
+                summary,
+                tables,
+                lh.registry.models_for(tables),
+            )
+            for chunk in parts
+        ]
+        for done, (chunk, future) in enumerate(zip(parts, futures, strict=True), 1):
+            future.result()
+            summary.batches.extend(chunk)
+            update_progress_artifact(progress, 100.0 * done / len(parts))
+
+
+def lineage_outputs(registry: Registry, table_id: str) -> list[str]:
+    """The tables the step writing ``table_id`` materializes (a silver step: its quarantine table too)."""
+    if table_id.startswith(f"{SILVER}."):
+        return [table_id, registry.table(table_id).identifier(QUARANTINE)]
+    return [table_id]
+
+
+def lineage(registry: Registry) -> dict[str, list[str]]:
+    """Every table the steps write -> the tables it is built from (a quarantine table: its bronze)."""
+    graph: dict[str, list[str]] = {}
+    for table in registry.landed():
+        graph[table.identifier(BRONZE)] = []
+        graph[table.identifier(SILVER)] = registry.upstream(table.identifier(SILVER))
+        graph[table.identifier(QUARANTINE)] = [table.identifier(BRONZE)]
+    return graph | {m: registry.upstream(m) for m in registry.models}
 
 
 def _landed_bytes(lh: Lakehouse, sources: set[str]) -> dict[date, int]:
@@ -211,15 +222,17 @@ def process_chunk(
             failed.add(table_id)
             summary.failures[f"{table_id} {span}"] = f"skipped: {', '.join(blocked)} failed"
             continue
+        outputs = lineage_outputs(lh.registry, table_id)
+        run_step = materializing(step, lh.catalog.name, outputs, lh.registry.upstream(table_id))
         try:
-            result = step(lh, table_id, chunk, gate)
+            result = run_step(lh, table_id, chunk, gate)
             if not on_main(lh, result):  # a cached result whose snapshot was rolled back
                 logger.warning(
                     "%s: snapshot %s of the cached result is no longer on main: running the step again",
                     table_id,
                     result.snapshot_id,
                 )
-                result = step.with_options(refresh_cache=True)(lh, table_id, chunk, gate)
+                result = run_step.with_options(refresh_cache=True)(lh, table_id, chunk, gate)
         except (LakehouseError, GateError) as exc:
             failed.add(table_id)
             summary.failures[f"{table_id} {span}"] = str(exc)

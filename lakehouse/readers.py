@@ -39,7 +39,6 @@ import logging
 import re
 import string
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from operator import itemgetter
 from pathlib import PurePosixPath
@@ -53,6 +52,7 @@ from lakehouse.errors import LandingError
 from lakehouse.landing import FORMATS, LandedFile, LandingZone, ReadLimits
 from lakehouse.spec import Landing, SourceTable
 from lakehouse.tables import ERROR, ROW_NUMBER, SOURCE_FILE
+from lakehouse.threads import ContextThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def read_landed_files(zone: LandingZone, files: Sequence[LandedFile]) -> pl.Data
     if len(tables) != 1:
         raise ValueError(f"expected files of one table, got {sorted(t.name for t in tables) or 'none'}")
     spec = tables.pop()
-    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="landed") as pool:
+    with ContextThreadPool(READ_THREADS, thread_name_prefix="landed") as pool:
         fetched = list(pool.map(partial(_csv_data, zone), files))
         native, handled = _csv_native([_native_body(data) for data in fetched], spec, zone.spec.landing)
         rest = [i for i in range(len(files)) if i not in handled]

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     quarantine_max_share: float = Field(
         default=0.05, ge=0.0, le=1.0, description="Largest share of a batch that may go to quarantine."
     )
+    reports_keep_runs: int = Field(
+        default=100, ge=1, description="Runs whose reports are kept; older runs' reports are deleted."
+    )
     demo_scale: float = Field(default=0.01, gt=0, description="TPC-H scale seeded into an empty demo zone.")
     maintenance_target_file_mb: int = Field(
         default=128, ge=1, description="Size of the data files compaction writes, in MiB."
@@ -112,5 +115,5 @@ class Settings(BaseSettings):
 
     @property
     def reports_dir(self) -> Path:
-        """Where gate reports are written."""
+        """Where gate and run reports, and the report site over them, are written."""
         return self.home / "reports"

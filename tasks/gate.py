@@ -25,7 +25,7 @@ def quality_gate(
 ) -> StepAudit:
     """An audit that verifies a staged write against its table's Soda contract (a file of ``contracts``).
 
-    Every verification writes JSON/HTML reports under ``reports_dir``, is appended to ``results``,
+    Every verification writes its JSON report under ``reports_dir``, is appended to ``results``,
     attached to the running lineage step (its OpenLineage data-quality facet) and published as a
     markdown artifact of the running task.
 

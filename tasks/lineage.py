@@ -46,6 +46,7 @@ from checks.result import GateResult
 from lakehouse.batches import format_ranges
 from lakehouse.pipeline import Lakehouse, StepResult
 from lakehouse.tables import NAMESPACES, PROP_BATCHES, PROP_ENGINE, PROP_INPUTS, PROP_RUN_ID
+from tasks import assets
 
 if TYPE_CHECKING:
     from openlineage.client.client import OpenLineageClient
@@ -214,8 +215,9 @@ class Step:
     _clock: float = field(default_factory=time.perf_counter)
 
     def complete(self, result: StepResult) -> StepResult:
-        """Record what the step wrote (reported by the COMPLETE event); returns ``result``."""
+        """Record what the step wrote (reported by the COMPLETE event and on its Prefect assets)."""
         self.result = result
+        assets.describe(result)
         return result
 
     def record_gate(self, result: GateResult) -> None:

@@ -1,19 +1,21 @@
 """Prefect tasks wrapping the pipeline steps: orchestration concerns only.
 
 Each step runs inside :func:`tasks.lineage.step`, which times it (for the run's metrics) and, when
-OpenLineage is configured, reports its inputs, outputs and gate results.
+OpenLineage is configured, reports its inputs, outputs and gate results. Each is a Prefect
+materializing task: the runner names the tables it materializes (:func:`tasks.assets.materializing`).
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from prefect import task
+from prefect.assets import materialize
 
 from lakehouse import pipeline
 from lakehouse.pipeline import Lakehouse, StepAudit, StepResult
-from lakehouse.tables import BRONZE, QUARANTINE
+from lakehouse.tables import BRONZE, GOLD, QUARANTINE, SILVER
 from tasks import lineage
+from tasks.assets import namespace_asset
 from tasks.cache import step_cache_key
 from tasks.retry import transient_only
 
@@ -37,7 +39,8 @@ def landed_source(lh: Lakehouse, table_id: str) -> str:
 RETRY_DELAYS: list[float] = [1, 5, 15]
 
 
-@task(
+@materialize(
+    namespace_asset(BRONZE),
     name="bronze",
     task_run_name="{table_id}",
     cache_key_fn=step_cache_key,
@@ -55,7 +58,8 @@ def load_bronze(lh: Lakehouse, table_id: str, batches: list[date], audit: StepAu
         return step.complete(pipeline.load_bronze(lh, table_id, batches, audit))
 
 
-@task(
+@materialize(
+    namespace_asset(SILVER),
     name="silver",
     task_run_name="{table_id}",
     cache_key_fn=step_cache_key,
@@ -80,7 +84,8 @@ def build_silver(lh: Lakehouse, table_id: str, batches: list[date], audit: StepA
         return step.complete(pipeline.build_silver(lh, table_id, batches, audit))
 
 
-@task(
+@materialize(
+    namespace_asset(GOLD),
     name="gold",
     task_run_name="{table_id}",
     cache_key_fn=step_cache_key,

@@ -15,7 +15,6 @@ import os
 import uuid
 import warnings
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol, TypeAlias, TypeVar
@@ -30,6 +29,7 @@ from pyiceberg.io.pyarrow import PyArrowFileIO, _get_parquet_writer_kwargs, sche
 from pyiceberg.table import Table, TableProperties, Transaction
 
 from lakehouse.errors import ConfigurationError, LakehouseError
+from lakehouse.threads import ContextThreadPool
 from lakehouse.transforms.frames import EngineName
 
 FrameT = TypeVar("FrameT", bound=IntoLazyFrame)
@@ -162,7 +162,7 @@ def write_rows(table: Table, rows: pa.Table) -> DataFiles:
     directory = data_directory(table, "rows")
     parts = _partitions(table, rows)
     paths = [f"{directory}/{number:05d}.parquet" for number in range(len(parts))]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="write") as pool:
+    with ContextThreadPool(max_workers=os.cpu_count() or 1, thread_name_prefix="write") as pool:
         return DataFiles(tuple(pool.map(lambda part, path: write_data_file(table, part, path), parts, paths)))
 
 

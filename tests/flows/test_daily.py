@@ -152,7 +152,7 @@ def test_a_batch_breaking_its_contract_publishes_nothing_downstream(
     assert bad_day.isoformat() in promoted(catalog.load_table("silver.orders"))
     reports = [
         json.loads(p.read_text(encoding="utf-8"))
-        for p in Path(Settings().reports_dir).glob("*/*/silver.lineitem.json")
+        for p in Path(Settings().reports_dir).glob("runs/*/gates/silver.lineitem.*.json")
     ]
     assert [r["passed"] for r in reports].count(False) == 1
     report = next(r for r in reports if not r["passed"])

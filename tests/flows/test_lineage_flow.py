@@ -67,10 +67,10 @@ def daily_with_metrics(day: date | None = None) -> Path:
     try:
         process(lh, settings, [day] if day else lh.zone.batches(), summary)
     finally:
-        path = record_run(settings, lh, summary, started, datetime.now(UTC))
+        record_run(settings, lh, summary, started, datetime.now(UTC))
     if summary.failures:
         raise RunFailed("; ".join(summary.failures))
-    return path
+    return metrics_file(settings)
 
 
 def _by_job(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -251,10 +251,12 @@ def test_the_metrics_line_of_a_run(tmp_path: Path) -> None:
         steps=[StepResult("bronze.orders", (day,), 1, 1, 0, staged.snapshot_id)],
         failures={"silver.orders 1995-03-01..1995-03-01": "boom"},
     )
-    path = record_run(settings, lh, summary, started, datetime.now(UTC))
+    returned = record_run(settings, lh, summary, started, datetime.now(UTC))
 
+    path = metrics_file(settings)
     assert path == settings.home / "metrics" / "runs.jsonl"
     (record,) = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert record == json.loads(json.dumps(returned, default=str))
     size = int(
         table.refresh().snapshot_by_id(staged.snapshot_id).summary.additional_properties["added-files-size"]
     )
@@ -276,6 +278,7 @@ def test_the_metrics_line_of_a_run(tmp_path: Path) -> None:
     bronze, silver = record["steps"]
     assert bronze["task"] == "bronze.orders" and bronze["status"] == "completed"
     assert bronze["bytes_written"] == size and bronze["snapshot_id"] == staged.snapshot_id
+    assert bronze["engine"] == "polars"
     assert silver["task"] == "silver.orders" and silver["status"] == "failed" and silver["error"] == "boom"
     assert "| bronze | 1 | 0 | 1 | 1 | 0 | 1 | 1 |" in render_markdown(record)
     record_run(settings, lh, summary, started, datetime.now(UTC))

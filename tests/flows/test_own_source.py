@@ -48,7 +48,7 @@ tables:
       - {columns: [sku, size], table: products}
 """
 
-MODELS = '''
+MODELS = """
 import narwhals.stable.v2 as nw
 
 from lakehouse.models import batches, model, replace
@@ -68,7 +68,7 @@ def units_by_sku(sales):
         .agg(nw.col("quantity").cast(nw.Int64()).sum().alias("units"), nw.col("_batch_date").min())
         .to_native()
     )
-'''
+"""
 
 PRODUCTS = "sku;size;price\nABC-001;S;9.50\nABC-001;M;10.00\nXYZ-777;L;\\\\N\n"
 SALES = (
