@@ -33,7 +33,7 @@ _ONE = "__one"
 _PRIORITY = "__priority"
 
 
-def date_key(column: str) -> nw.Expr:
+def yyyymmdd(column: str) -> nw.Expr:
     """``yyyymmdd`` of a date column as a 32-bit integer."""
     day = nw.col(column).dt
     # Each part widened first: month and day are 8-bit integers on Polars.
@@ -43,7 +43,7 @@ def date_key(column: str) -> nw.Expr:
 
 def version_key(business_key: str, valid_from: str) -> nw.Expr:
     """The surrogate key of a dimension version: ``business_key × 10⁸ + yyyymmdd(valid_from)``."""
-    return nw.col(business_key).cast(nw.Int64()) * VERSION_FACTOR + date_key(valid_from).cast(nw.Int64())
+    return nw.col(business_key).cast(nw.Int64()) * VERSION_FACTOR + yyyymmdd(valid_from).cast(nw.Int64())
 
 
 def first_per(keys: Sequence[str], order_by: Sequence[str]) -> nw.Expr:

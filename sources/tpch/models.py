@@ -21,7 +21,7 @@ from narwhals.typing import IntoLazyFrameT
 from lakehouse.models import batches, merge, model, replace, scd2, versions
 from lakehouse.tables import BATCH_DATE, VALID_FROM, VALID_TO
 from lakehouse.transforms.frames import lazy
-from lakehouse.transforms.scd2 import date_key
+from lakehouse.transforms.scd2 import yyyymmdd
 
 PRICE = "decimal(15,2)"
 REVENUE = nw.Decimal(18, 4)
@@ -76,7 +76,7 @@ def dim_date(orders: IntoLazyFrameT) -> IntoLazyFrameT:
         .agg(nw.col(BATCH_DATE).min())
         .select(nw.col("o_orderdate").alias("full_date"), BATCH_DATE)
         .select(
-            date_key("full_date").alias("date_key"),
+            yyyymmdd("full_date").alias("date_key"),
             "full_date",
             day.dt.year().cast(nw.Int32()).alias("year"),
             ((day.dt.month().cast(nw.Int32()) - 1) // 3 + 1).cast(nw.Int32()).alias("quarter"),
@@ -252,7 +252,7 @@ def with_dimension_keys(
         .join(supplier_keys, on="l_suppkey", how="left")
         .select(
             *columns,
-            date_key("o_orderdate").alias("date_key"),
+            yyyymmdd("o_orderdate").alias("date_key"),
             "customer_key",
             "part_key",
             "supplier_key",
