@@ -15,10 +15,12 @@ from pyiceberg.types import (
     BooleanType,
     DateType,
     DecimalType,
+    DoubleType,
     IcebergType,
     IntegerType,
     LongType,
     StringType,
+    TimestampType,
     TimestamptzType,
 )
 
@@ -70,6 +72,8 @@ def expected_type(kind: IcebergType) -> dict[str, Any]:
         DateType: "date",
         StringType: "varchar",
         TimestamptzType: "timestamp_tz",
+        TimestampType: "timestamp",
+        DoubleType: "double",
         BooleanType: "boolean",
     }
     return {"data_type": names[type(kind)]}

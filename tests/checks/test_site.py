@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
 
+from checks.contracts import write_contracts
 from checks.gate import audit
 from checks.report import write_run
 from checks.site import QuarantineStats, build_site, load_runs, quarantine_stats
@@ -17,7 +18,7 @@ from lakehouse.catalog import ensure_tables
 from lakehouse.tables import quarantine_table
 from tests.checks.conftest import Lakehouse
 from tests.checks.test_gate import NEW_DAY, batch_of, on_branch
-from tests.declared import TABLES
+from tests.declared import REGISTRY, TABLES
 
 LINEAGE = {"silver.orders": ["bronze.orders", "silver.customer"], "quarantine.orders": ["bronze.orders"]}
 
@@ -31,7 +32,15 @@ def _verify_orders(lakehouse: Lakehouse, reports: Path, run_id: str, day: date, 
     prices = {"o_totalprice": "-o_totalprice"} if bad else {}
     rows = batch_of(lakehouse, "orders", where, day=day, **prices)
     snapshot = on_branch(lakehouse, "silver.orders", rows)
-    audit(lakehouse.catalog, "silver.orders", snapshot, [day], reports_dir=reports, run_id=run_id)
+    audit(
+        lakehouse.catalog,
+        "silver.orders",
+        snapshot,
+        [day],
+        contract=write_contracts(REGISTRY, reports.parent / "contracts")["silver.orders"],
+        reports_dir=reports,
+        run_id=run_id,
+    )
 
 
 def test_pages_show_ranges_failed_rows_and_links(lakehouse: Lakehouse, tmp_path: Path) -> None:
@@ -52,7 +61,7 @@ def test_pages_show_ranges_failed_rows_and_links(lakehouse: Lakehouse, tmp_path:
 
     assert index == reports / "index.html"
     table = (reports / "tables" / "silver.orders.html").read_text(encoding="utf-8")
-    assert "Latest failed verification" in table and "o_totalprice is not negative" in table
+    assert "Latest failed verification" in table and "o_totalprice is at least 0" in table
     assert table.count('class="timeline"') >= 2  # the verdict and every check
     assert '<span class="id">bronze.orders</span>' in table  # no page of its own: not a link
     quarantine = (reports / "quarantine" / "quarantine.orders.html").read_text(encoding="utf-8")
