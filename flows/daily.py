@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.report import report_run
-from flows.runner import RunFailed, RunSummary, open_lakehouse, process, selected
+from flows.runner import RunFailed, RunSummary, open_lakehouse, process, selected, unread_folders
 from lakehouse.errors import ConfigurationError
 from lakehouse.pipeline import pending_batches
 from lakehouse.settings import EngineChoice, Settings
@@ -57,11 +57,18 @@ def daily(
                 with tempfile.TemporaryDirectory() as work:
                     seed_landing(lh, name, settings.demo_scale, Path(work))
     dates = [date] if date else pending_batches(lh, sources)
+    unread = unread_folders(lh, sources)
     if not dates:
-        logger.info("nothing to do: every landed batch in %s is promoted", settings.landing)
-        return RunSummary()
+        not_read = f"; not read: {'; '.join(unread)}" if unread else ""
+        logger.info(
+            "nothing to do: every landed batch of %s in %s is promoted%s",
+            ", ".join(sources),
+            settings.landing,
+            not_read,
+        )
+        return RunSummary(unread=unread)
     logger.info("%d batch date(s) to promote: %s .. %s", len(dates), dates[0], dates[-1])
-    summary = RunSummary()
+    summary = RunSummary(unread=unread)
     try:
         process(lh, settings, dates, summary, sources=sources)
     finally:

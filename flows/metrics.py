@@ -180,6 +180,7 @@ def run_record(
             "results": [_gate(g) for g in summary.gates],
         },
         "failures": dict(summary.failures),
+        "unread": list(summary.unread),
     }
 
 

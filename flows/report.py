@@ -112,4 +112,6 @@ def print_summary(record: Mapping[str, Any], report: Path, console: Console) -> 
         console.print(f"{len(failures)} step(s) failed:", style="bold red", markup=False)
         for step, reason in failures:
             console.print(f"  {step}: {reason.splitlines()[0]}", markup=False)
+    for folder in record.get("unread", []):
+        console.print(f"Not read: {folder}", style="yellow", markup=False)
     console.print(f"Report: {report}", markup=False)

@@ -25,6 +25,7 @@ from lakehouse.catalog import ensure_tables, open_catalog
 from lakehouse.engines import EngineUnavailableError
 from lakehouse.engines.spark import spark_unavailable
 from lakehouse.errors import ConfigurationError, LakehouseError
+from lakehouse.landing import undeclared_folders
 from lakehouse.maintenance import parse_duration
 from lakehouse.pipeline import Lakehouse, RunInfo, StepAudit, StepResult, on_main
 from lakehouse.registry import Model, Registry, load_registry
@@ -89,6 +90,7 @@ class RunSummary:
     steps: list[StepResult] = field(default_factory=list)
     gates: list[GateResult] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    unread: list[str] = field(default_factory=list)  # landed folders no run step reads, and why
 
 
 def selected(registry: Registry, sources: Sequence[str] | None) -> list[str]:
@@ -105,6 +107,27 @@ def selected(registry: Registry, sources: Sequence[str] | None) -> list[str]:
         known = ", ".join(registry.sources)
         raise ConfigurationError(f"--source {', '.join(unknown)}: no such source (declared: {known})")
     return list(dict.fromkeys(sources))
+
+
+def unread_folders(lh: Lakehouse, sources: Sequence[str]) -> list[str]:
+    """Landed folders the run does not read, each with why: no source declares them, or no table.
+
+    Each is logged as a warning naming the folder and what to do.
+    """
+    logger = get_run_logger()
+    out = []
+    for name in undeclared_folders(lh.landing, lh.registry.sources):
+        out.append(f"{lh.landing.rstrip('/')}/{name}/: no source declares it")
+        logger.warning(
+            "landing zone: %s/%s/ is not read: no source declares it (add sources/%s/source.yml)",
+            lh.landing.rstrip("/"),
+            name,
+            name,
+        )
+    for source in sources:
+        zone = lh.zone(source)
+        out += [f"{zone.table_dir(t)}/: source {source} declares no table {t}" for t in zone.unknown_tables()]
+    return out
 
 
 def process(
@@ -129,8 +152,11 @@ def process(
     """
     contracts = write_contracts(lh.registry, settings.contracts_dir)
     gate = quality_gate(lh, contracts, settings.reports_dir, settings.quarantine_max_share, summary.gates)
+    # only the sources that landed some of the dates: the others would only skip every step
+    wanted = set(dates)
+    active = [s for s in selected(lh.registry, sources) if wanted.intersection(lh.zone(s).batches())]
+    landed = lh.registry.landed(active)
     # sizes only matter to split several dates: a daily run of one date does not list the zone
-    landed = lh.registry.landed(selected(lh.registry, sources))
     sizes = _landed_bytes(lh, {t.source for t in landed}) if len(dates) > 1 else None
     parts = chunks(dates, settings.chunk_days, sizes, settings.chunk_mb * 1024 * 1024)
     # Prefect's artifact functions are sync/async dual: in a sync flow they return the id.

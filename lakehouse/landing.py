@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -66,6 +67,27 @@ class ReadLimits:
         """
         if min(self.max_file_bytes, self.max_field_chars, self.chunk_rows) <= 0:
             raise ValueError(f"read limits must be positive: {self}")
+
+
+def undeclared_folders(uri: str, sources: Iterable[str]) -> list[str]:
+    """The folders directly under the landing zone ``uri`` that no source of ``sources`` declares, by name.
+
+    Names starting with ``.`` or ``_`` are not data and are left out.
+    """
+    root = uri.rstrip("/")
+    fs, path = pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), root)
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.Directory:
+        return []
+    declared = set(sources)
+    entries = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    return sorted(
+        e.base_name
+        for e in entries
+        if e.type == pafs.FileType.Directory
+        and e.base_name not in declared
+        and not e.base_name.startswith(_NOT_DATA)
+    )
 
 
 @dataclass(frozen=True)

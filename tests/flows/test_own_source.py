@@ -135,6 +135,25 @@ def test_a_new_source_runs_end_to_end_from_its_folder_alone(shop: Path) -> None:
     assert read("silver.sales").height == 3
 
 
+def test_landed_folders_no_source_declares_are_reported_not_ignored(
+    shop: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    landing = tmp_path / "landing"
+    for folder in ("crm/contacts/dt=2024-03-01", "shop/returns/dt=2024-03-01"):
+        (landing / folder).mkdir(parents=True)
+        (landing / folder / "a.csv").write_text("id\n1\n")
+    summary = daily()
+    assert summary.unread == [
+        f"{landing}/crm/: no source declares it",
+        f"{landing}/shop/returns/: source shop declares no table returns",
+    ]
+    again = daily()  # nothing pending: the message still names what was not read
+    assert again.unread == summary.unread
+    assert any(
+        "nothing to do" in r.message and "crm/: no source declares it" in r.message for r in caplog.records
+    )
+
+
 def test_a_bad_spec_stops_the_run_before_anything_is_written(shop: Path, tmp_path: Path) -> None:
     spec = shop / "shop" / "source.yml"
     spec.write_text(spec.read_text().replace("type: 'decimal(8,2)'", "type: money"))

@@ -25,13 +25,12 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 
 from flows.backfill import backfill
 from flows.daily import daily
-from flows.report import lineage
-from flows.runner import RunFailed
+from flows.runner import RunFailed, lineage
 from lakehouse.catalog import open_catalog
 from lakehouse.landing import LandingZone
 from lakehouse.settings import Settings
 from tests.browser import Browser, browser, chromium
-from tests.declared import LOAD_ORDER
+from tests.declared import LOAD_ORDER, REGISTRY
 from tests.declared import TPCH as TPCH_SOURCE
 from tests.flows.conftest import Landing
 
@@ -198,7 +197,7 @@ def _screenshots(tab: Browser, reports: Path, out: Path) -> None:
 
 
 def test_the_lineage_page_draws_every_table_and_edge(runs: Runs) -> None:
-    graph = lineage()
+    graph = lineage(REGISTRY)
     page = (runs.reports / "lineage.html").read_text(encoding="utf-8")
     edges = re.findall(r"<title>([a-z_.]+) → ([a-z_.]+)</title>", page)
     assert sorted(edges) == sorted((up, table) for table, ups in graph.items() for up in ups)
