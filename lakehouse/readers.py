@@ -7,12 +7,13 @@ reason as its rule). Nothing is dropped and nothing raises for what a file conta
 - a file that cannot be read as a whole becomes ONE row: every declared column null,
   ``_row_number`` 0 and ``_error`` ``unreadable_file: <reason>``. Reasons: unsupported file type,
   a link resolving outside the zone, empty file, file too large, compressed (gzip, zstd, bzip2,
-  xz, zip, lz4) or Parquet bytes under a text extension, UTF-16, NUL bytes, invalid UTF-8 (with
-  the byte offset), no header, a declared column missing or duplicated (a wrong delimiter is named as
+  xz, zip, lz4) or Parquet bytes under a text extension, UTF-16, NUL bytes, invalid UTF-8 in the
+  header, no header, a declared column missing or duplicated (a wrong delimiter is named as
   such), malformed CSV quoting (with the line), an unreadable or non-scalar Parquet file;
 - a row that cannot be used keeps its values (as far as they are known) with
-  ``malformed_row: <reason>`` (a CSV record with the wrong number of fields, a JSON line that is
-  not valid JSON or not an object, or holds an object or array for a column) or
+  ``malformed_row: <reason>`` (a CSV record with the wrong number of fields, a row holding bytes
+  that are not UTF-8, kept as U+FFFD; a JSON line that is not valid JSON or not an object, or holds
+  an object or array for a column) or
   ``oversized_field:<column>`` (a value longer than :attr:`ReadLimits.max_field_chars`, stored
   truncated to it).
 
@@ -306,13 +307,29 @@ def _body(data: bytes, suffix: str) -> tuple[bytes, int]:
 
 
 def _decode(body: bytes, offset: int) -> str:
-    """``body`` (found at ``offset`` of its file) as UTF-8 text, or where it is not UTF-8."""
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _Rejected(
-            f"not UTF-8: invalid byte 0x{body[exc.start]:02x} at byte offset {offset + exc.start}"
-        ) from None
+    """``body`` as UTF-8 text; a byte that is not UTF-8 stays a surrogate escape (see :func:`_utf8_row`).
+
+    ``offset`` is where ``body`` starts in its file (after a byte order mark): unused by the decoding,
+    kept so that callers pass the file's layout.
+    """
+    del offset
+    return body.decode("utf-8", errors="surrogateescape")
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def _utf8_row(values: Sequence[str | None]) -> tuple[list[str | None], str | None]:
+    """A row's values with any byte that was not UTF-8 as U+FFFD, and why the row is malformed (or None)."""
+    bad = next((m for v in values if v for m in [_ESCAPED.search(v)] if m), None)
+    if bad is None:
+        return list(values), None
+    byte = ord(bad.group()) - 0xDC00
+    cleaned = [
+        v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if v and _ESCAPED.search(v) else v
+        for v in values
+    ]
+    return cleaned, f"{MALFORMED_ROW}: not UTF-8: invalid byte 0x{byte:02x}"
 
 
 def _chunk(
@@ -454,6 +471,7 @@ def _csv_chunks(
     # A field may be as large as the file: raise the process-wide limit, never lower it.
     if csv.field_size_limit() < limits.max_file_bytes:
         csv.field_size_limit(limits.max_file_bytes)
+    escaped = _ESCAPED.search(text) is not None  # some bytes were not UTF-8: find their rows
     records = csv.reader(
         io.StringIO(text, newline=""), delimiter=landing.delimiter, quotechar=landing.quote, strict=True
     )
@@ -461,10 +479,12 @@ def _csv_chunks(
         header = next((r for r in records if not _blank(r)), None)
         if header is None:
             raise _Rejected("no header row (only blank lines)")
+        header_error = _utf8_row(header)[1] if escaped else None
+        if header_error is not None:
+            raise _Rejected(f"not UTF-8 in the header: {header_error.rpartition(': ')[2]}")
         names = [name.strip() for name in header]
-        pick = itemgetter(
-            *_csv_positions(names, spec, landing.delimiter)
-        )  # a tuple: every declared table has several columns
+        # a tuple: every declared table has several columns
+        pick = itemgetter(*_csv_positions(names, spec, landing.delimiter))
         width = len(names)
         rows: list[Any] = []
         numbers: list[int] = []
@@ -474,12 +494,16 @@ def _csv_chunks(
             if _blank(record):
                 continue
             number += 1
-            if len(record) == width:
-                errors.append(None)
-            else:
-                errors.append(f"{MALFORMED_ROW}: {len(record)} fields, expected {width}")
+            error = None
+            if len(record) != width:
+                error = f"{MALFORMED_ROW}: {len(record)} fields, expected {width}"
                 record = (record + [""] * width)[:width]
-            rows.append(pick(record))
+            values: Sequence[str | None] = record
+            if escaped:
+                values, not_utf8 = _utf8_row(record)
+                error = error or not_utf8
+            errors.append(error)
+            rows.append(pick(values))
             numbers.append(number)
             if len(rows) == limits.chunk_rows:
                 yield _chunk(spec, rows, numbers, errors, empty_is_null=True)
@@ -537,11 +561,15 @@ def _jsonl_chunks(text: str, spec: SourceTable, limits: ReadLimits) -> Iterator[
     errors: list[str | None] = []
     named: set[str] = set()
     objects = number = 0
+    escaped = _ESCAPED.search(text) is not None  # some bytes were not UTF-8: find their rows
     for line in io.StringIO(text, newline=""):
         if not line.strip(WHITESPACE):
             continue
         number += 1
         values, error, keys = _json_row(line.rstrip("\r\n"), spec)
+        if escaped:
+            values, not_utf8 = _utf8_row(values)
+            error = error or not_utf8
         if keys is not None:
             objects += 1
             named |= keys

@@ -424,3 +424,15 @@ def test_tpch_shaped_csv_takes_the_native_path() -> None:
         ("0", "AFRICA", "x", 1, None, 2),
         ("1", "AMERICA", None, 2, None, 2),
     ]
+
+
+def test_rows_with_bytes_that_are_not_utf8_are_malformed_not_the_file(tmp_path: Path) -> None:
+    zone = LandingZone(str(tmp_path), TPCH_SOURCE)
+    good, bad = order(1), order(2, o_comment="LATIN1")
+    lines = jsonl_bytes([good, bad]).replace(b"LATIN1", b"caf\xe9")
+    frame = read_landed(zone, _landed(zone, "latin1.jsonl", lines))
+    assert frame.get_column(ERROR).to_list() == [None, "malformed_row: not UTF-8: invalid byte 0xe9"]
+    assert frame.get_column("o_comment").to_list() == [good["o_comment"], "caf\ufffd"]
+    header = csv_bytes([good]).replace(b"o_comment", b"o_comm\xe9nt", 1)
+    (row,) = read_landed(zone, _landed(zone, "header.csv", header)).iter_rows(named=True)
+    assert row[ERROR] == "unreadable_file: not UTF-8 in the header: invalid byte 0xe9"
