@@ -346,14 +346,23 @@ def _parents(
 def _conformed(
     lh: Lakehouse, engine: Engine[FrameT], spec: SourceTable, bronze: FrameT, batches: list[date]
 ) -> Conformed[FrameT]:
-    """``bronze`` rows the reader could use, conformed by ``spec``'s rules (see :func:`conform`)."""
+    """``bronze`` rows the reader could use, conformed by ``spec``'s rules (see :func:`conform`).
+
+    A fact's keys are checked against those ``main`` holds from other batches: a key that arrives
+    again in a later batch is a ``duplicate_key``, never kept twice.
+    """
     usable = lazy(bronze).filter(nw.col(ERROR).is_null()).drop(ERROR).to_native()
     null_values = lh.registry.sources[spec.source].landing.null_values
+    existing = None
+    if spec.kind == "fact" and spec.key:
+        loaded = lazy(_read(lh, engine, spec.identifier(SILVER)))
+        existing = loaded.filter(~nw.col(BATCH_DATE).is_in(batches)).select(*spec.key).to_native()
     return conform(
         usable,
         spec,
         _parents(lh, engine, spec, batches),
         null_values=null_values,
+        existing=existing,
         materialize=engine.materialize,
     )
 

@@ -4,7 +4,8 @@ The rules are the table's declaration (:mod:`lakehouse.spec`); the first failing
 ``null_key``, ``unparseable:<column>``, ``missing:<column>`` (``not_null``),
 ``out_of_range:<column>``, ``not_accepted:<column>``, ``pattern:<column>``, ``length:<column>``,
 ``orphan_key:<columns>`` (a foreign key whose policy is ``quarantine``; ``+`` joins a composite
-key's columns), then ``duplicate_key`` (the first row of a key, in file and row order, is kept).
+key's columns), then ``duplicate_key`` (a fact's key already loaded in another batch, or, within
+the batch, any row of a key but the first in file and row order).
 A value equal to one of the source's null tokens (e.g. ``NA``) is null. Every function takes and
 returns native lazy frames of one engine (Polars or Spark); see :mod:`lakehouse.transforms.parse`
 for what parses.
@@ -26,6 +27,7 @@ from lakehouse.transforms.frames import engine_of, lazy
 from lakehouse.transforms.parse import parse_columns, stripped
 
 _OK = "__ok_"
+_SEEN = "__seen"
 _ONE = "__one"
 _CLEAN = "__clean"
 _ORDER = "__order"
@@ -70,7 +72,7 @@ def _value_rules(col: Column) -> list[tuple[nw.Expr, str]]:
     return out
 
 
-def _rule(spec: SourceTable, checked: Sequence[str]) -> nw.Expr:
+def _rule(spec: SourceTable, checked: Sequence[str], seen: bool) -> nw.Expr:
     checks: list[tuple[nw.Expr, str]] = []
     if spec.key:
         key_null = nw.any_horizontal(
@@ -88,6 +90,8 @@ def _rule(spec: SourceTable, checked: Sequence[str]) -> nw.Expr:
         checks += _value_rules(col)
     for label in checked:
         checks.append((nw.col(_OK + label).is_null(), f"orphan_key:{label}"))
+    if seen:  # the key is already in the table, from another batch
+        checks.append((~nw.col(_SEEN).is_null(), "duplicate_key"))
     rule: nw.Expr = nw.lit(None, dtype=nw.String())
     for cond, name in reversed(checks):  # built inside out: the first failing rule wins
         rule = nw.when(cond).then(nw.lit(name)).otherwise(rule)
@@ -139,6 +143,7 @@ def conform(
     parents: Mapping[str, IntoLazyFrameT] | None = None,
     *,
     null_values: Sequence[str] = ("",),
+    existing: IntoLazyFrameT | None = None,
     materialize: Callable[[IntoLazyFrameT], IntoLazyFrameT] | None = None,
 ) -> Conformed[IntoLazyFrameT]:
     """Type, validate and deduplicate bronze rows of one table by its declared rules.
@@ -154,6 +159,8 @@ def conform(
             the order of the reference's columns. A key whose policy is ``warn`` is not checked
             here (its orphans are kept, and reported by the table's contract).
         null_values: values read as null (the source's null tokens).
+        existing: the keys already in the table from other batches (its key columns, typed): a row
+            with one of them is a ``duplicate_key`` (a fact's key is unique across batches).
         materialize: applied to the flagged rows (e.g. an engine's ``materialize``) so that
             parsing, joins and deduplication run once rather than once per result.
 
@@ -185,7 +192,15 @@ def conform(
         )
         work = work.join(valid, on=[_typed(c) for c in reference.columns], how="left")
         checked.append(reference.label)
-    work = work.with_columns(_rule(spec, checked))
+    if existing is not None and spec.key:
+        seen = (
+            lazy(existing)
+            .select(*(nw.col(k).alias(_typed(k)) for k in spec.key))
+            .unique()
+            .with_columns(nw.lit(True).alias(_SEEN))
+        )
+        work = work.join(seen, on=[_typed(k) for k in spec.key], how="left")
+    work = work.with_columns(_rule(spec, checked, existing is not None and bool(spec.key)))
     # Facts: a key is unique across batches. References: once per batch (later batches are versions).
     # Among the rows no other rule rejects, the first of a key (file and row order) is kept.
     flagged = work
