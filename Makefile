@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+JARS := .jars
+JARS_STAMP := $(JARS)/.fetched-stamp
+POMS := infra/jars/pom.xml infra/jars/spark-s3/pom.xml infra/jars/iceberg-rest/pom.xml
 EXTRAS ?= dev,spark
 
 export SODA_CORE_TELEMETRY_ENABLED := false
@@ -11,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint types imports pytest bench clean
+.PHONY: help install jars run test lint types imports pytest bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -22,7 +25,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the project with its dev tools (idempotent)
+# Without Maven the jars are skipped: Spark on S3 and the REST catalog tests then skip, saying why.
+$(JARS_STAMP): $(POMS)
+	@if command -v mvn >/dev/null; then \
+		rm -rf $(JARS)/spark-s3 $(JARS)/iceberg-rest && \
+		mvn -B -q -f infra/jars/pom.xml dependency:copy-dependencies && touch $@; \
+	else echo "mvn not found: no jars for Spark on S3 and the Iceberg REST catalog"; fi
+
+jars: $(JARS_STAMP) ## Fetch the jars (hadoop-aws for Spark, an Iceberg REST catalog) from Maven into .jars/
+
+install: $(STAMP) $(JARS_STAMP) ## Create .venv, install the project with its dev tools, fetch the jars (idempotent)
 
 run: install ## Run the daily flow on the embedded default (seeds the demo landing zone if empty)
 	$(PY) -m flows.daily

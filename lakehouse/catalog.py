@@ -283,7 +283,7 @@ def open_catalog(settings: Settings) -> Catalog:
         if _is_sql(settings.catalog, properties):
             props = {**properties, URI: _with_sqlite_timeout(str(properties.get(URI, "")))}
             return with_lock_retry("open catalog", lambda: RetryingSqlCatalog(settings.catalog, **props))
-        return load_catalog(settings.catalog)
+        return load_catalog(settings.catalog, **properties)
     except CatalogBusyError:
         raise
     except DBAPIError as exc:
