@@ -37,6 +37,7 @@ import logging
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -643,13 +644,22 @@ def service_env(name: str, ports: Mapping[str, int], stack_secrets: Secrets, roo
 
 
 def base_env(root: Path) -> dict[str, str]:
-    """Variables of every stack, whichever components run."""
-    return {
+    """Variables of every stack, whichever components run.
+
+    Once ``make jars`` has fetched ``hadoop-aws``, ``LAKEHOUSE_SPARK_CONF`` puts it on Spark's
+    classpath, so ``--engine spark`` reaches the stack's S3.
+    """
+    env = {
         "LAKEHOUSE_CATALOG": CATALOG_NAME,
         "PREFECT_HOME": str(root / "prefect"),
         "SODA_CORE_TELEMETRY_ENABLED": "false",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
+    if jars(SPARK_S3_JARS):
+        classpath = str(JARS_DIR / SPARK_S3_JARS / "*")
+        conf = {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+        env["LAKEHOUSE_SPARK_CONF"] = json.dumps(conf, separators=(",", ":"))
+    return env
 
 
 # --------------------------------------------------------------------------------------------
@@ -1239,7 +1249,8 @@ def spark_master_url(master: Service) -> str:
     return f"spark://{HOST}:{master.ports['master']}"
 
 
-def _spark_state(master: Service) -> Any:
+def spark_cluster_state(master: Service) -> Any:
+    """The Spark master's state (its web UI's ``/json/``): status, workers, running and completed apps."""
     return _http_ok(f"http://{HOST}:{master.ports['ui']}/json/")
 
 
@@ -1271,7 +1282,7 @@ def spark_master(root: Path = DEFAULT_DIR, *, timeout: float = 90.0) -> Service:
         cwd=root,
         service_env_vars=service_env(SPARK_MASTER, ports, Secrets.load_or_create(root), root),
     )
-    seconds = _wait_healthy(service, lambda: _spark_state(service).get("status") == "ALIVE", timeout)
+    seconds = _wait_healthy(service, lambda: spark_cluster_state(service).get("status") == "ALIVE", timeout)
     LOG.info("spark master ready on %s in %.1f s (pid %d)", spark_master_url(service), seconds, service.pid)
     return service
 
@@ -1320,7 +1331,7 @@ def spark_worker(
     service = _spawn(name, argv, root=root, env=_child_env(_spark_env(root)), ports=ports, cwd=work)
 
     def registered() -> bool:
-        workers = _spark_state(master).get("workers", [])
+        workers = spark_cluster_state(master).get("workers", [])
         return any(w.get("port") == ports["worker"] and w.get("state") == "ALIVE" for w in workers)
 
     seconds = _wait_healthy(service, registered, timeout)
@@ -1471,8 +1482,8 @@ class Stack:
 
 
 def format_env(env: Mapping[str, str]) -> str:
-    """``KEY=value`` lines, sorted, in ``.env`` format."""
-    return "".join(f"{key}={value}\n" for key, value in sorted(env.items()))
+    """``KEY=value`` lines, sorted, in ``.env`` format (values quoted for the shell where needed)."""
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(env.items()))
 
 
 # --------------------------------------------------------------------------------------------

@@ -100,10 +100,10 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.log.level": "WARN",
     # no _SUCCESS marker files in table locations
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
-    # Python workers run this interpreter (the project's venv), not whatever python3 is on PATH.
-    "spark.pyspark.python": sys.executable,
 }
 """Defaults for a JVM session started here, overridden by settings (``LAKEHOUSE_SPARK_CONF``)."""
+PYTHON_CONF = "spark.pyspark.python"
+"""The interpreter of the executors' Python workers: ``PYSPARK_PYTHON``, else the driver's own."""
 LOCAL_CONF: dict[str, str] = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
 """For ``local[...]`` masters: stay on loopback."""
 
@@ -157,7 +157,8 @@ def spark_unavailable(master: str = "local[*]") -> str | None:
 def session_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
     """The settings a session for ``master`` is built with: defaults, then ``conf``, then the required ones.
 
-    A Spark Connect session gets ``conf`` and the required settings only (the server owns the rest).
+    The defaults include :data:`PYTHON_CONF`: ``PYSPARK_PYTHON`` if set, else this interpreter. A
+    Spark Connect session gets ``conf`` and the required settings only (the server owns the rest).
 
     Raises:
         ConfigurationError: if ``conf`` sets a required setting to another value.
@@ -171,13 +172,16 @@ def session_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
     if master.startswith(_CONNECT_PREFIX):
         return {**conf, **REQUIRED_CONF}
     local = LOCAL_CONF if master.startswith("local") else {}
-    return {**DEFAULT_CONF, **local, **conf, **REQUIRED_CONF}
+    # Python workers run this interpreter (the project's venv), not whatever python3 is on PATH.
+    python = {PYTHON_CONF: os.environ.get("PYSPARK_PYTHON") or sys.executable}
+    return {**DEFAULT_CONF, **python, **local, **conf, **REQUIRED_CONF}
 
 
 def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
     """The process's SparkSession, built on first call (a JVM for ``local``/cluster masters, a client for ``sc://``).
 
-    Later calls return the same session; ``conf`` is only read on the first call.
+    Later calls return the same session; ``conf`` is only read on the first call. ``PYSPARK_PYTHON``
+    is set to the session's :data:`PYTHON_CONF`, which pyspark gives its Python workers.
 
     Raises:
         EngineUnavailableError: if pyspark or Java is missing.
@@ -197,6 +201,10 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
         if reason is not None:
             raise EngineUnavailableError(reason)
         settings = session_conf(master, conf or {})
+        if PYTHON_CONF in settings:
+            # A SparkContext started from Python takes its workers' interpreter from this variable
+            # only (spark.pyspark.python is read by spark-submit), and reads it when it starts.
+            os.environ["PYSPARK_PYTHON"] = settings[PYTHON_CONF]
         from pyspark.sql import SparkSession
 
         builder = SparkSession.builder

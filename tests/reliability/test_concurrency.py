@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
@@ -98,27 +99,16 @@ def test_concurrent_runs_on_the_embedded_sqlite_catalog(baseline: Baseline) -> N
     _assert_all_rows_once(home, baseline, run_at_once(home, RUNS))
 
 
-@pytest.mark.slow
-@pytest.mark.integration
-def test_concurrent_runs_on_a_postgres_catalog(baseline: Baseline, stack: Stack) -> None:
-    home = baseline.restore()
-    # The pre-run state, registered in a Postgres catalog (same warehouse, same metadata files).
-    name = "concurrency"
-    props = {
-        "uri": database_url(stack.service(POSTGRES), CATALOG_DATABASE),
-        "warehouse": embedded_default(home.path)["warehouse"],
-    }
+def _registered(home: Home, name: str, props: dict[str, str], catalog: Catalog) -> Home:
+    """The pre-run state of ``home`` registered in ``catalog`` (same warehouse, same metadata files)."""
     with home.catalog() as sqlite:
         locations = {t: sqlite.load_table(t).metadata_location for t in table_ids(sqlite)}
-    postgres = RetryingSqlCatalog(name, **props)
-    try:
-        for namespace in NAMESPACES:
-            postgres.create_namespace(namespace)
-        for table_id, location in locations.items():
-            postgres.register_table(table_id, location)
-    finally:
-        postgres.engine.dispose()
-    on_postgres = Home(
+    for namespace in NAMESPACES:
+        catalog.create_namespace(namespace)
+    for table_id, location in locations.items():
+        catalog.register_table(table_id, location)
+    (home.path / "catalog.db").unlink()  # so nothing can silently use the embedded catalog
+    return Home(
         home.path,
         home.landing,
         home.api_url,
@@ -126,8 +116,35 @@ def test_concurrent_runs_on_a_postgres_catalog(baseline: Baseline, stack: Stack)
         catalog_name=name,
         catalog_properties=props,
     )
-    (home.path / "catalog.db").unlink()  # so nothing can silently use the embedded catalog
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_concurrent_runs_on_a_postgres_catalog(baseline: Baseline, stack: Stack) -> None:
+    home = baseline.restore()
+    name = "concurrency"
+    props = {
+        "uri": database_url(stack.service(POSTGRES), CATALOG_DATABASE),
+        "warehouse": embedded_default(home.path)["warehouse"],
+    }
+    postgres = RetryingSqlCatalog(name, **props)
+    try:
+        on_postgres = _registered(home, name, props, postgres)
+    finally:
+        postgres.engine.dispose()
     _assert_all_rows_once(on_postgres, baseline, run_at_once(on_postgres, RUNS))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_concurrent_runs_on_a_rest_catalog(baseline: Baseline, rest_catalog: Catalog) -> None:
+    # The REST server checks each commit's requirements against the table's current metadata and
+    # answers a lost race with 409 (CommitFailedException), which write-audit-publish retries.
+    home = baseline.restore()
+    name = "concurrency"
+    props = {"type": "rest", "uri": rest_catalog.properties["uri"]}
+    on_rest = _registered(home, name, props, rest_catalog)
+    _assert_all_rows_once(on_rest, baseline, run_at_once(on_rest, RUNS))
 
 
 # ------------------------------------------------------------------------------ retries running out
