@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 $(JARS_STAMP): $(POMS)
 	@if command -v mvn >/dev/null; then \
 		rm -rf $(JARS)/spark-s3 $(JARS)/iceberg-rest && \
-		mvn -B -q -Dstyle.color=never -f infra/jars/pom.xml dependency:copy-dependencies && touch $@; \
+		mvn -B -q -Dstyle.color=never -f infra/jars/pom.xml -Djars.dir=$(abspath $(JARS)) dependency:copy-dependencies && touch $@; \
 	else echo "mvn not found: no jars for Spark on S3 and the Iceberg REST catalog"; fi
 
 jars: $(JARS_STAMP) ## Fetch the jars (hadoop-aws for Spark, an Iceberg REST catalog) from Maven into .jars/

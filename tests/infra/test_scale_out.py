@@ -5,10 +5,10 @@ them with anomalies) and must give the silver, quarantine and gold content of a 
 embedded default (SQLite catalog, local warehouse):
 
 - ``--engine spark`` on a standalone cluster (a master and two workers, separate processes on
-  loopback, started from pyspark's ``spark-class``), whose Python workers run this interpreter;
-- ``--engine spark`` (``local[2]``) on the local stack of ``infra.stack up --catalog rest``: tables in
-  an Iceberg REST catalog, files on S3 (SeaweedFS) through ``s3a://`` with pyiceberg's S3 settings,
-  which never reach the run's output;
+  loopback, started from pyspark's ``spark-class``; Python workers on this interpreter) over the
+  local stack of ``infra.stack up --catalog rest``: tables in an Iceberg REST catalog, files on S3
+  (SeaweedFS), which the executors read and write through ``s3a://`` with pyiceberg's S3 settings
+  (never in the run's output);
 - ``--engine polars`` on the same kind of stack.
 
 Runs are child processes (pyiceberg and Spark read their configuration once per process) reporting to
@@ -147,39 +147,6 @@ print(json.dumps(sorted(set(found))))
 """
 
 
-def test_daily_on_a_spark_standalone_cluster_equals_the_embedded_default(
-    root: Path, landing: str, api_url: str, reference: dict[str, pl.DataFrame]
-) -> None:
-    _skip_unless(spark_unavailable(), java_unavailable())
-    cluster = root / "cluster"
-    with (
-        spark_master(cluster) as master,
-        spark_worker(cluster, master=master, number=1) as _,
-        spark_worker(cluster, master=master, number=2) as _,
-    ):
-        url = spark_master_url(master)
-        home = Home(root / "on-cluster", landing, api_url)
-        extra = {"LAKEHOUSE_SPARK_MASTER": url, **_spark_conf(CLUSTER_CONF)}
-        run = home.run_ok("flows.daily", "--engine", "spark", extra=extra)
-        state = spark_cluster_state(master)
-        apps = [a["name"] for a in state["activeapps"] + state["completedapps"]]
-        assert apps == ["lakehouse"], f"{state}\n{run.tail()}"  # the flow's session ran on the cluster
-        workers = subprocess.run(
-            [sys.executable, "-c", _PYTHON_OF_WORKERS, url, json.dumps(CLUSTER_CONF)],
-            cwd=ROOT,
-            env=home.env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert workers.returncode == 0, workers.stderr[-4000:]
-        # Python workers on the cluster's executors run the project's interpreter, not PATH's python3.
-        assert json.loads(workers.stdout.splitlines()[-1]) == [sys.executable]
-    assert _engine(home, "gold.fct_sales") == "spark"
-    _assert_same(_computed(home), reference)
-
-
 # ------------------------------------------------------------------------- S3 and the REST catalog
 
 
@@ -209,7 +176,7 @@ def _assert_on_s3(home: Home) -> None:
             assert catalog.load_table(table_id).location().startswith("s3://warehouse/"), table_id
 
 
-def test_spark_on_s3_with_a_rest_catalog_equals_the_embedded_default(
+def test_daily_on_a_spark_standalone_cluster_over_s3_equals_the_embedded_default(
     root: Path, landing: str, api_url: str, reference: dict[str, pl.DataFrame]
 ) -> None:
     _skip_unless(
@@ -217,14 +184,37 @@ def test_spark_on_s3_with_a_rest_catalog_equals_the_embedded_default(
         java_unavailable(SPARK_S3_JARS),
         java_unavailable(ICEBERG_REST_JARS, compiler=True),
     )
-    with _rest_on_s3_home(root, landing, api_url, "spark-s3") as (home, secrets):
-        conf = {**TEST_CONF, **S3_JARS_CONF}
-        extra = {"LAKEHOUSE_SPARK_MASTER": "local[2]", **_spark_conf(conf)}
-        run = home.run_ok("flows.daily", "--engine", "spark", extra=extra)
+    cluster = root / "cluster"
+    conf = {**CLUSTER_CONF, **S3_JARS_CONF}
+    with (
+        _rest_on_s3_home(root, landing, api_url, "cluster-s3") as (home, secrets),
+        spark_master(cluster) as master,
+        spark_worker(cluster, master=master, number=1),
+        spark_worker(cluster, master=master, number=2),
+    ):
+        url = spark_master_url(master)
+        run = home.run_ok(
+            "flows.daily", "--engine", "spark", extra={"LAKEHOUSE_SPARK_MASTER": url, **_spark_conf(conf)}
+        )
+        state = spark_cluster_state(master)
+        apps = [a["name"] for a in state["activeapps"] + state["completedapps"]]
+        assert apps == ["lakehouse"], f"{state}\n{run.tail()}"  # the flow's session ran on the cluster
         leaked = [v for v in (secrets.s3_access_key_id, secrets.s3_secret_access_key) if v in run.output]
         assert not leaked, "an S3 credential is in the run's output"
+        workers = subprocess.run(
+            [sys.executable, "-c", _PYTHON_OF_WORKERS, url, json.dumps(CLUSTER_CONF)],
+            cwd=ROOT,
+            env=home.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert workers.returncode == 0, workers.stderr[-4000:]
+        # Python workers on the cluster's executors run the project's interpreter, not PATH's python3.
+        assert json.loads(workers.stdout.splitlines()[-1]) == [sys.executable]
         assert _engine(home, "gold.fct_sales") == "spark"
-        with home.catalog() as catalog:  # written by Spark through s3a://, registered as s3://
+        with home.catalog() as catalog:  # written by the executors through s3a://, registered as s3://
             files = catalog.load_table("gold.fct_sales").inspect.files().column("file_path").to_pylist()
         assert files and all(f.startswith("s3://warehouse/") and "/data/spark-" in f for f in files), files
         _assert_on_s3(home)
