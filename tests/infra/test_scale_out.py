@@ -76,10 +76,13 @@ S3_JARS_CONF = {
 }
 
 
-def _skip_unless(*reasons: str | None) -> None:
-    for reason in reasons:
-        if reason is not None:
-            pytest.skip(reason)
+NO_REST_CATALOG = java_unavailable(ICEBERG_REST_JARS, compiler=True)
+
+
+def _needs(*reasons: str | None) -> pytest.MarkDecorator:
+    """Skip, with the first reason, before any fixture starts a server or runs a flow."""
+    reason = next((r for r in reasons if r is not None), None)
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 @pytest.fixture(scope="module")
@@ -176,14 +179,10 @@ def _assert_on_s3(home: Home) -> None:
             assert catalog.load_table(table_id).location().startswith("s3://warehouse/"), table_id
 
 
+@_needs(spark_unavailable(), java_unavailable(SPARK_S3_JARS), NO_REST_CATALOG)
 def test_daily_on_a_spark_standalone_cluster_over_s3_equals_the_embedded_default(
     root: Path, landing: str, api_url: str, reference: dict[str, pl.DataFrame]
 ) -> None:
-    _skip_unless(
-        spark_unavailable(),
-        java_unavailable(SPARK_S3_JARS),
-        java_unavailable(ICEBERG_REST_JARS, compiler=True),
-    )
     cluster = root / "cluster"
     conf = {**CLUSTER_CONF, **S3_JARS_CONF}
     with (
@@ -221,10 +220,10 @@ def test_daily_on_a_spark_standalone_cluster_over_s3_equals_the_embedded_default
         _assert_same(_computed(home), reference)
 
 
+@_needs(NO_REST_CATALOG)
 def test_daily_on_a_rest_catalog_with_s3_equals_the_embedded_default(
     root: Path, landing: str, api_url: str, reference: dict[str, pl.DataFrame]
 ) -> None:
-    _skip_unless(java_unavailable(ICEBERG_REST_JARS, compiler=True))
     with _rest_on_s3_home(root, landing, api_url, "rest") as (home, _):
         home.run_ok("flows.daily", "--engine", "polars")
         home.run_ok("flows.daily", "--engine", "polars")  # nothing left to promote: changes nothing
