@@ -9,15 +9,14 @@ JARS_STAMP := $(JARS)/.fetched-stamp
 POMS := infra/jars/pom.xml infra/jars/spark-s3/pom.xml infra/jars/iceberg-rest/pom.xml
 EXTRAS ?= dev,spark
 
+# Prefect's settings are in prefect.toml (read by any Prefect process started here, make or not).
 export SODA_CORE_TELEMETRY_ENABLED := false
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 .DEFAULT_GOAL := help
-.PHONY: help install jars run test lint types imports pytest bench clean
+.PHONY: help install jars browser run test lint types imports pytest screenshots bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +35,11 @@ jars: $(JARS_STAMP) ## Fetch the jars (hadoop-aws for Spark, an Iceberg REST cat
 
 install: $(STAMP) $(JARS_STAMP) ## Create .venv, install the project with its dev tools, fetch the jars (idempotent)
 
+# Debian's chromium loads the report site's pages in the tests; the tests skip (saying why) without it.
+browser: ## Install headless Chromium for the report-site tests (Debian's chromium package, as root)
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+		|| echo "chromium could not be installed: the report-site browser tests will skip"
+
 run: install ## Run the daily flow on the embedded default (seeds the demo landing zone if empty)
 	$(PY) -m flows.daily
 
@@ -49,8 +53,11 @@ types: install ## strict mypy on the packages
 imports: install ## import-linter layer contracts
 	$(VENV)/bin/lint-imports
 
-pytest: install ## the test suite
+pytest: install browser ## the test suite
 	$(PY) -m pytest
+
+screenshots: install browser ## Retake the README's report-site screenshots (docs/images) from a test run
+	REPORT_SCREENSHOTS=docs/images $(PY) -m pytest tests/flows/test_report_site.py -k chromium
 
 test: lint types imports pytest ## Everything CI runs: lint, types, import contracts, tests
 

@@ -34,14 +34,11 @@ from bench.measure import Measurement, run
 from infra.stack import prefect_api_url, prefect_server, spark_master, spark_master_url, spark_worker
 from lakehouse.catalog import RetryingSqlCatalog, embedded_default
 from lakehouse.landing import LandingZone
-from lakehouse.seed import seed
-from lakehouse.tables import GOLD_TABLES, LOAD_ORDER
+from lakehouse.registry import load_registry
+from lakehouse.settings import BUNDLED_SOURCES
 
 ROOT = Path(__file__).resolve().parent.parent
 START = date(1995, 3, 4)
-COMPUTED = [f"{ns}.{t}" for ns in ("silver", "quarantine") for t in LOAD_ORDER] + [
-    f"gold.{t}" for t in GOLD_TABLES
-]
 CLUSTER_CONF = {
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
@@ -83,11 +80,11 @@ def portable(measured: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _content(home: Path) -> dict[str, pl.DataFrame]:
+def _content(home: Path, computed: list[str]) -> dict[str, pl.DataFrame]:
     catalog = RetryingSqlCatalog("lakehouse", **embedded_default(home))
     try:
         out = {}
-        for table_id in COMPUTED:
+        for table_id in computed:
             frame = pl.from_arrow(catalog.load_table(table_id).scan().to_arrow())
             assert isinstance(frame, pl.DataFrame)
             frame = frame.select([c for c in frame.columns if not c.startswith("_")])
@@ -104,10 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     day = START + timedelta(days=1)
+    registry = load_registry(BUNDLED_SOURCES)
+    tpch = registry.sources["tpch"]
+    computed = [f"{ns}.{t}" for ns in ("silver", "quarantine") for t in tpch.tables] + list(registry.models)
     with tempfile.TemporaryDirectory(prefix="lakehouse-bench-cluster-") as tmp:
         work = Path(tmp)
-        zone = LandingZone(str(work / "landing"))
-        seed(zone, scale=args.scale, start=START, days=2, workdir=work / "tpchgen")
+        zone = LandingZone(str(work / "landing"), tpch)
+        registry.seeder("tpch").seed(zone, scale=args.scale, start=START, days=2, workdir=work / "tpchgen")
         home, saved = work / "lh", work / "lh.saved"
         runs: dict[str, list[dict[str, Any]]] = {"local[*]": [], "cluster": []}
         contents: dict[str, dict[str, pl.DataFrame]] = {}
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                         measured = _daily(home, env, "--date", day.isoformat(), "--engine", "spark")
                         runs[name].append({**portable(measured.as_dict()), "load_average_before": load})
                         print(f"{name}: {measured.seconds:.1f} s, peak RSS {measured.peak_rss_gb:.2f} GiB")
-                        contents[name] = _content(home)
-        differ = [t for t in COMPUTED if not contents["cluster"][t].equals(contents["local[*]"][t])]
+                        contents[name] = _content(home, computed)
+        differ = [t for t in computed if not contents["cluster"][t].equals(contents["local[*]"][t])]
         if differ:
             raise SystemExit(f"the cluster's content differs from local[*]'s in {differ}")
     result = {

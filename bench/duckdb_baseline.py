@@ -21,7 +21,10 @@ from string import Template
 
 import duckdb
 
-from lakehouse.tables import SOURCE, TPCH
+from lakehouse.registry import load_registry
+from lakehouse.settings import BUNDLED_SOURCES
+
+SOURCE = "tpch"
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 BATCH_FROM_PATH = r"regexp_extract(filename, 'dt=(\d{4}-\d{2}-\d{2})', 1)::DATE"
@@ -66,7 +69,7 @@ def register_landing(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
         FileNotFoundError: if a table has no landed file.
 
     """
-    for name, spec in TPCH.items():
+    for name, spec in load_registry(BUNDLED_SOURCES).sources[SOURCE].tables.items():
         selects = _readers(landing / SOURCE / name, spec.column_names)
         if not selects:
             raise FileNotFoundError(f"no landed file for {name} under {landing / SOURCE / name}")

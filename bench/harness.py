@@ -241,9 +241,12 @@ class Bench:
         """Land TPC-H at the scale (reused if the work directory holds the same seed already)."""
         from lakehouse.errors import LakehouseError
         from lakehouse.landing import LandingZone
-        from lakehouse.seed import read_report
+        from lakehouse.registry import load_registry
+        from lakehouse.settings import BUNDLED_SOURCES
 
-        zone = LandingZone(str(self.landing))
+        registry = load_registry(BUNDLED_SOURCES)
+        read_report = registry.seeder("tpch").read_report
+        zone = LandingZone(str(self.landing), registry.sources["tpch"])
         # a landing zone seeded earlier with the same parameters is reused (seeding is deterministic)
         marker = self.options.workdir / "landing.json"
         wanted = {"scale": self.options.scale, "days": self.options.days}

@@ -33,8 +33,9 @@ from pyiceberg.io.pyarrow import schema_to_pyarrow
 
 from lakehouse.catalog import open_catalog
 from lakehouse.files import batch_partitioned
-from lakehouse.settings import Settings
-from lakehouse.tables import BATCH_DATE, BRONZE, PROP_FLOW, QUARANTINE, TPCH
+from lakehouse.registry import load_registry
+from lakehouse.settings import BUNDLED_SOURCES, Settings
+from lakehouse.tables import BATCH_DATE, BRONZE, PROP_FLOW, QUARANTINE
 
 FLOW = "bench-replicate"
 
@@ -51,9 +52,10 @@ def _table_ids(catalog: Catalog) -> list[str]:
 def fact_tables(catalog: Catalog) -> list[str]:
     """Identifiers of the tables whose rows grow with the number of days (see the module doc)."""
     out = []
+    registry = load_registry(BUNDLED_SOURCES)
     for table_id in _table_ids(catalog):
-        namespace, name = table_id.split(".")
-        if namespace in (BRONZE, QUARANTINE) and TPCH[name].kind == "reference":
+        namespace = table_id.split(".")[0]
+        if namespace in (BRONZE, QUARANTINE) and registry.table(table_id).kind == "reference":
             continue
         if batch_partitioned(catalog.load_table(table_id)):
             out.append(table_id)

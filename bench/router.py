@@ -37,18 +37,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakehouse.catalog import open_catalog
-from lakehouse.settings import Settings
-from lakehouse.tables import BATCH_DATE, LOADED_AT, RUN_ID, TPCH
+from lakehouse.registry import load_registry
+from lakehouse.settings import BUNDLED_SOURCES, Settings
+from lakehouse.tables import BATCH_DATE, LOADED_AT, RUN_ID
 from lakehouse.transforms.silver import conform
 
 GIB = 1024**3
 TABLE = "lineitem"
 REPEAT_BUDGET_SECONDS = 120  # a size is not measured again once its runs took this long
-PARENTS = {
-    "l_orderkey": ("orders", "o_orderkey"),
-    "l_partkey": ("part", "p_partkey"),
-    "l_suppkey": ("supplier", "s_suppkey"),
-}
 
 
 def _table_size(table: Any) -> tuple[int, int]:
@@ -84,10 +80,14 @@ def measure(engine: Any, catalog: Any, batches: list[date], scratch: Path) -> di
     began = time.perf_counter()
     rows = engine.read_table(bronze, batches=batches)
     parents = {}
-    for column, (parent, key) in PARENTS.items():
-        scope = batches if TPCH[parent].kind == "fact" else None
-        parents[column] = engine.read_table(catalog.load_table(f"silver.{parent}"), batches=scope).select(key)
-    result = conform(rows, TPCH[TABLE], parents, materialize=engine.materialize)  # as the silver step
+    registry = load_registry(BUNDLED_SOURCES)
+    spec = registry.table(f"silver.{TABLE}")
+    tables = registry.sources[spec.source].tables
+    for reference in spec.references:
+        scope = batches if tables[reference.table].kind == "fact" else None
+        parent = engine.read_table(catalog.load_table(f"silver.{reference.table}"), batches=scope)
+        parents[reference.label] = parent.select(*reference.key)
+    result = conform(rows, spec, parents, materialize=engine.materialize)  # as the silver step
     good_rows, rejected_rows = engine.count(result.good), engine.count(result.rejected)
     constants = {RUN_ID: "bench-router", LOADED_AT: datetime.now(UTC)}
     written = engine.write(silver, result.good, constants=constants)

@@ -2,10 +2,11 @@ r"""A Soda data source for the stock CLI: DuckDB views over every lakehouse tabl
 
     python -m checks.datasource --out .lakehouse/soda
     SODA_CORE_TELEMETRY_ENABLED=false soda contract verify \
-        -c checks/contracts/silver/orders.yml -ds .lakehouse/soda/datasource.yml
+        -c .lakehouse/contracts/silver/orders.yml -ds .lakehouse/soda/datasource.yml
 
 writes ``lakehouse.duckdb`` (views only: no data is copied) and ``datasource.yml`` (data source
-``lakehouse``, the name every contract's dataset starts with). The views read the snapshot files that
+``lakehouse``, the name every contract's dataset starts with), and the contracts derived from the
+declarations under ``$LAKEHOUSE_HOME/contracts``. The views read the snapshot files that
 were current when the command ran: run it again after the tables move. The CLI exits 0 when every
 check passes, 1 when a check fails and 3 on errors. Contract variables are set with
 ``--set max_quarantine_share=0.1``.
@@ -21,13 +22,13 @@ from pathlib import Path
 
 import duckdb
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NoSuchTableError
 
-from checks.gate import CONTRACTS_DIR
+from checks.contracts import write_contracts
 from checks.views import DATA_SOURCE, create_view
 from lakehouse.catalog import open_catalog
+from lakehouse.registry import load_registry
 from lakehouse.settings import Settings
-from lakehouse.tables import all_tables
+from lakehouse.tables import NAMESPACES
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +51,13 @@ def write_datasource(catalog: Catalog, out_dir: Path) -> Path:
     database = (out_dir / DATABASE_FILE).resolve()
     database.unlink(missing_ok=True)
     con = duckdb.connect(str(database))
+    namespaces = {ns[0] for ns in catalog.list_namespaces()}
     try:
-        for definition in all_tables():
-            try:
-                table = catalog.load_table(definition.identifier)
-            except NoSuchTableError:
-                logger.warning("%s does not exist: no view for it", definition.identifier)
-                continue
-            files = create_view(con, table, table.metadata.current_snapshot_id)
-            logger.info("view %s over %d files", definition.identifier, files)
+        for namespace in (n for n in NAMESPACES if n in namespaces):
+            for name in sorted(catalog.list_tables(namespace)):
+                table = catalog.load_table(name)
+                files = create_view(con, table, table.metadata.current_snapshot_id)
+                logger.info("view %s over %d files", ".".join(name), files)
     finally:
         con.close()
     data_source = out_dir / DATA_SOURCE_FILE
@@ -79,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings()
     data_source = write_datasource(open_catalog(settings), args.out or settings.home / "soda")
-    contract = CONTRACTS_DIR / "silver" / "orders.yml"
+    contracts = write_contracts(load_registry(settings.sources), settings.contracts_dir)
+    contract = next(iter(contracts.values()))
     logger.info(
         "verify a table with: SODA_CORE_TELEMETRY_ENABLED=false soda contract verify -c %s -ds %s",
         contract,

@@ -15,3 +15,7 @@ class CheckCouldNotRun(GateError):
 
 class UnsupportedLocation(CheckCouldNotRun):
     """A data file lives where the gate cannot read it (a URI scheme other than a local path or file://)."""
+
+
+class ContractError(GateError):
+    """A contract cannot be built from the declarations and a source's extra checks (names the file)."""

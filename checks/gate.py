@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -25,17 +25,15 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 
 from checks.errors import CheckCouldNotRun, GateError, QualityGateFailed
-from checks.report import write_reports
+from checks.report import write_report
 from checks.result import CheckOutcome, GateResult, Outcome
 from checks.samples import FailedRows, check_body, read_failed_rows, sample_sql
 from checks.views import DATA_SOURCE, create_view, view_name
 from lakehouse.errors import LakehouseError
 from lakehouse.files import batch_partitioned
-from lakehouse.tables import NAMESPACES, all_tables
+from lakehouse.tables import NAMESPACES
 
 logger = logging.getLogger(__name__)
-
-CONTRACTS_DIR = Path(__file__).parent / "contracts"
 
 # Soda's CheckOutcome names -> ours.
 _OUTCOMES: dict[str, Outcome] = {
@@ -57,12 +55,6 @@ _COULD_NOT_RUN = (
 )
 
 
-def contract_path(table_identifier: str) -> Path:
-    """The contract file of ``namespace.table``: ``checks/contracts/<namespace>/<table>.yml``."""
-    namespace, _, name = table_identifier.rpartition(".")
-    return CONTRACTS_DIR / namespace / f"{name}.yml"
-
-
 @dataclass(frozen=True)
 class _Contract:
     """What the gate needs to know of a contract file, read once per file version."""
@@ -70,11 +62,6 @@ class _Contract:
     dataset: str
     references: frozenset[str]
     key_columns: tuple[str, ...]
-
-
-@cache
-def _known_tables() -> frozenset[str]:
-    return frozenset(t.identifier for t in all_tables())
 
 
 def _strings(node: object) -> Iterator[str]:
@@ -114,7 +101,7 @@ def _read_contract(path: Path, mtime_ns: int) -> _Contract:
     }
     return _Contract(
         dataset=str(document.get("dataset", "")),
-        references=frozenset(references & _known_tables()),
+        references=frozenset(references),
         key_columns=_key_columns(document),
     )
 
@@ -244,9 +231,9 @@ def audit(
     *,
     variables: Mapping[str, str] = _NOTHING,
     references: Mapping[str, int] = _NOTHING,
+    contract: Path,
     reports_dir: Path | None = None,
     run_id: str = "",
-    contract: Path | None = None,
 ) -> GateResult:
     """Verify the contract of ``table_identifier`` on snapshot ``snapshot_id``, restricted to ``batches``.
 
@@ -258,9 +245,9 @@ def audit(
     parents' batch (a line item with its order, as silver checks it), the quarantine share is the
     share of the audited batches, and the audit reads what the batches hold, not the whole history.
     Unpartitioned tables (reference data, gold dimensions) are read whole. ``variables`` are the
-    contract's variables (numbers as text, as with ``soda ... --set``). ``contract`` overrides the file
-    found by ``contract_path``. When ``reports_dir`` is given, JSON and HTML reports are written there
-    and the returned result names the HTML file.
+    contract's variables (numbers as text, as with ``soda ... --set``). ``contract`` is the contract file
+    (see :func:`checks.contracts.write_contracts`). When ``reports_dir`` is given, the result is written
+    there as JSON (``checks.report.write_report``) and the returned result names that file.
 
     Anything that keeps the checks from running (no contract, unreadable files, Soda errors) is
     reported in ``GateResult.errors``, never raised, so a report is written for it.
@@ -271,7 +258,7 @@ def audit(
         OSError: if the reports cannot be written.
     """
     started = datetime.now(UTC)
-    path = contract or contract_path(table_identifier)
+    path = contract
     table = catalog.load_table(table_identifier)
     checks: list[CheckOutcome] = []
     errors: list[str] = []
@@ -286,6 +273,8 @@ def audit(
             raise CheckCouldNotRun(f"contract {path} is for dataset {spec.dataset!r}, not {table_identifier}")
         create_view(con, table, snapshot_id, batches)
         for identifier in sorted(spec.references - {table_identifier}):
+            if not catalog.table_exists(identifier):  # text that reads like a table name, e.g. in a comment
+                continue
             referenced = catalog.load_table(identifier)
             ref_snapshot = references.get(identifier, referenced.metadata.current_snapshot_id)
             create_view(con, referenced, ref_snapshot, batches if batch_partitioned(referenced) else None)
@@ -314,7 +303,7 @@ def audit(
         variables=dict(variables),
     )
     if reports_dir is not None:
-        result = replace(result, report=write_reports(result, reports_dir).html)
+        result = replace(result, report=write_report(result, reports_dir))
     logger.info(
         "gate %s snapshot %s: %s (%d checks, %d failed, %d errors, %.0f ms)",
         table_identifier,

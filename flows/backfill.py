@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 from prefect import flow, get_run_logger
 
-from flows.metrics import record_run
+from flows.report import report_run
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process
 from lakehouse.errors import ConfigurationError
 from lakehouse.settings import EngineChoice, Settings
@@ -39,7 +39,8 @@ def backfill(
     started = datetime.now(UTC)
     settings = Settings()
     lh = open_lakehouse(settings, "backfill", engine)
-    dates = [d for d in lh.zone.batches() if start <= d <= end]
+    landed = sorted({d for source in lh.registry.sources for d in lh.zone(source).batches()})
+    dates = [d for d in landed if start <= d <= end]
     if not dates:
         raise RunFailed(f"no landed batches between {start} and {end} in {settings.landing}")
     get_run_logger().info("backfill of %d batch dates %s .. %s", len(dates), dates[0], dates[-1])
@@ -48,7 +49,7 @@ def backfill(
     try:
         process(lh, chunked, dates, summary, concurrency)
     finally:
-        record_run(settings, lh, summary, started, datetime.now(UTC))
+        report_run(settings, lh, summary, started, datetime.now(UTC))
     if summary.failures:
         raise RunFailed(f"{len(summary.failures)} step(s) failed: " + "; ".join(summary.failures))
     return summary

@@ -16,8 +16,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.metrics import record_run
-from flows.runner import RunFailed, RunSummary, open_lakehouse, process
+from flows.report import report_run
+from flows.runner import RunFailed, RunSummary, open_lakehouse, process, selected
 from lakehouse.errors import ConfigurationError
 from lakehouse.pipeline import pending_batches
 from lakehouse.settings import EngineChoice, Settings
@@ -30,11 +30,14 @@ def _run_name() -> str:
 
 
 @flow(name="daily", flow_run_name=_run_name)
-def daily(date: Date | None = None, engine: EngineChoice = "auto") -> RunSummary:
+def daily(
+    date: Date | None = None, engine: EngineChoice = "auto", source: list[str] | None = None
+) -> RunSummary:
     """Promote landed batches bronze → silver → gold, each write gated by its contract.
 
-    With no ``date``, every landed batch not yet promoted, oldest first. On the embedded default
-    with an empty demo landing zone, the zone is seeded first.
+    With no ``date``, every landed batch not yet promoted, oldest first. ``source`` picks some of the
+    declared sources (default: all of them). On the embedded default with an empty demo landing
+    zone, the TPC-H demo zone is seeded first.
 
     Raises:
         RunFailed: if any step failed (whatever passed was published).
@@ -44,22 +47,25 @@ def daily(date: Date | None = None, engine: EngineChoice = "auto") -> RunSummary
     started = datetime.now(UTC)
     settings = Settings()
     lh = open_lakehouse(settings, "daily", engine)
-    if settings.landing_uri is None and lh.zone.is_empty():
-        logger.info(
-            "demo landing zone %s is empty: seeding TPC-H SF%s", settings.landing, settings.demo_scale
-        )
-        with tempfile.TemporaryDirectory() as work:
-            seed_landing(lh.zone, settings.demo_scale, Path(work))
-    dates = [date] if date else pending_batches(lh)
+    sources = selected(lh.registry, source)
+    if settings.landing_uri is None:  # the demo zone: seed the sources that ship demo data, if empty
+        for name in sources:
+            if lh.registry.seeder(name) is not None and lh.zone(name).is_empty():
+                logger.info(
+                    "demo landing zone of %s is empty: seeding it (scale %s)", name, settings.demo_scale
+                )
+                with tempfile.TemporaryDirectory() as work:
+                    seed_landing(lh, name, settings.demo_scale, Path(work))
+    dates = [date] if date else pending_batches(lh, sources)
     if not dates:
         logger.info("nothing to do: every landed batch in %s is promoted", settings.landing)
         return RunSummary()
     logger.info("%d batch date(s) to promote: %s .. %s", len(dates), dates[0], dates[-1])
     summary = RunSummary()
     try:
-        process(lh, settings, dates, summary)
+        process(lh, settings, dates, summary, sources=sources)
     finally:
-        record_run(settings, lh, summary, started, datetime.now(UTC))
+        report_run(settings, lh, summary, started, datetime.now(UTC))
     if summary.failures:
         raise RunFailed(f"{len(summary.failures)} step(s) failed: " + "; ".join(summary.failures))
     return summary
@@ -70,9 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.daily", description=daily.description)
     parser.add_argument("--date", type=Date.fromisoformat, help="one batch date (YYYY-MM-DD)")
     parser.add_argument("--engine", choices=["auto", "polars", "spark"], default="auto")
+    parser.add_argument(
+        "--source",
+        action="append",
+        metavar="NAME",
+        help="a declared source to run (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
     try:
-        daily(date=args.date, engine=args.engine)
+        daily(date=args.date, engine=args.engine, source=args.source)
     except RunFailed as exc:
         logging.getLogger(__name__).error("daily run failed: %s", exc)
         return 1

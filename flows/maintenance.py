@@ -23,7 +23,7 @@ from lakehouse.catalog import open_catalog
 from lakehouse.errors import MaintenanceError
 from lakehouse.maintenance import parse_duration
 from lakehouse.settings import Settings
-from lakehouse.tables import PROP_CODE_VERSION, PROP_ENGINE, PROP_FLOW, PROP_RUN_ID, all_tables
+from lakehouse.tables import NAMESPACES, PROP_CODE_VERSION, PROP_ENGINE, PROP_FLOW, PROP_RUN_ID
 from tasks.maintenance import (
     OperationReport,
     TableState,
@@ -145,12 +145,10 @@ def _select(catalog: Catalog, tables: list[str] | None) -> list[str]:
                 "(`lakehouse tables` lists them)"
             )
         return list(dict.fromkeys(tables))
-    known = [t.identifier for t in all_tables()]
-    existing = [t for t in known if catalog.table_exists(t)]
-    missing = [t for t in known if t not in existing]
-    if missing:
-        get_run_logger().info("%d lakehouse table(s) not created yet, nothing to maintain", len(missing))
-        get_run_logger().debug("not created yet: %s", ", ".join(missing))
+    namespaces = {ns[0] for ns in catalog.list_namespaces()}
+    existing = [".".join(t) for ns in NAMESPACES if ns in namespaces for t in sorted(catalog.list_tables(ns))]
+    if not existing:
+        get_run_logger().info("no lakehouse table created yet, nothing to maintain")
     return existing
 
 

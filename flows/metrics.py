@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from prefect.runtime import flow_run
 from pyiceberg.exceptions import NoSuchTableError
@@ -24,7 +24,16 @@ from flows.runner import RunSummary
 from lakehouse.batches import format_ranges
 from lakehouse.pipeline import Lakehouse, StepResult
 from lakehouse.settings import Settings
-from lakehouse.tables import BRONZE, NAMESPACES, PROP_RUN_ID, QUARANTINE, SILVER, identifier
+from lakehouse.tables import (
+    BRONZE,
+    NAMESPACES,
+    PROP_ENGINE,
+    PROP_ENGINE_REASON,
+    PROP_RUN_ID,
+    QUARANTINE,
+    SILVER,
+    identifier,
+)
 from tasks.artifacts import publish_markdown
 from tasks.lineage import StepTiming, take_timings
 
@@ -39,14 +48,22 @@ def metrics_file(settings: Settings) -> Path:
     return settings.home / METRICS_DIR / RUNS_FILE
 
 
-def _published_snapshots(
-    lh: Lakehouse, tables: Iterable[str], since_ms: int
-) -> dict[int, tuple[str, int, int]]:
-    """Snapshots of this run on each table's ``main`` since ``since_ms``: id → (table, bytes, files).
+class _Written(NamedTuple):
+    """A snapshot the run published: its table, bytes and data files added, and the engine that wrote it."""
+
+    table: str
+    bytes: int
+    files: int
+    engine: str | None
+    engine_reason: str | None
+
+
+def _published_snapshots(lh: Lakehouse, tables: Iterable[str], since_ms: int) -> dict[int, _Written]:
+    """Snapshots of this run on each table's ``main`` since ``since_ms``, by id.
 
     Snapshots of rejected writes (audit branches that were dropped) are not on ``main``: not counted.
     """
-    out: dict[int, tuple[str, int, int]] = {}
+    out: dict[int, _Written] = {}
     for table_id in sorted(set(tables)):
         try:
             table = lh.table(table_id)
@@ -58,9 +75,14 @@ def _published_snapshots(
             summary = snapshot.summary
             if summary is None or summary.additional_properties.get(PROP_RUN_ID) != lh.run.run_id:
                 continue
-            size = summary.additional_properties.get("added-files-size", "0")
-            files = summary.additional_properties.get("added-data-files", "0")
-            out[snapshot.snapshot_id] = (table_id, int(size), int(files))
+            props = summary.additional_properties
+            out[snapshot.snapshot_id] = _Written(
+                table_id,
+                int(props.get("added-files-size", "0")),
+                int(props.get("added-data-files", "0")),
+                props.get(PROP_ENGINE),
+                props.get(PROP_ENGINE_REASON),
+            )
     return out
 
 
@@ -81,7 +103,7 @@ def _gate(result: GateResult) -> dict[str, Any]:
     }
 
 
-def _step(timing: StepTiming, snapshots: Mapping[int, tuple[str, int, int]]) -> dict[str, Any]:
+def _step(timing: StepTiming, snapshots: Mapping[int, _Written]) -> dict[str, Any]:
     result = timing.result
     record: dict[str, Any] = {
         "task": timing.task,
@@ -98,7 +120,9 @@ def _step(timing: StepTiming, snapshots: Mapping[int, tuple[str, int, int]]) -> 
             "rows_out": result.rows_out,
             "quarantined": result.quarantined,
             "snapshot_id": result.snapshot_id,
-            "bytes_written": written[1] if written else 0,
+            "bytes_written": written.bytes if written else 0,
+            "engine": written.engine if written else None,
+            "engine_reason": written.engine_reason if written else None,
             "skipped": result.skipped,
         }
     if timing.error is not None:
@@ -121,7 +145,7 @@ def run_record(
     layers: dict[str, dict[str, int]] = {}
     for namespace in NAMESPACES:
         layer_steps = [s for s in steps if _layer(s.table) == namespace]
-        written = [v for v in snapshots.values() if _layer(v[0]) == namespace]
+        written = [v for v in snapshots.values() if _layer(v.table) == namespace]
         layers[namespace] = {
             "steps": len(layer_steps),
             "skipped": sum(1 for s in layer_steps if s.skipped),
@@ -129,8 +153,8 @@ def run_record(
             "rows_out": sum(s.rows_out for s in layer_steps),
             "quarantined": sum(s.quarantined for s in layer_steps),
             "snapshots": len(written),
-            "files_written": sum(v[2] for v in written),
-            "bytes_written": sum(v[1] for v in written),
+            "files_written": sum(v.files for v in written),
+            "bytes_written": sum(v.bytes for v in written),
         }
     if not any(layers[QUARANTINE].values()):
         del layers[QUARANTINE]  # quarantine rows are counted by silver; the table's bytes are kept if any
@@ -147,7 +171,7 @@ def run_record(
         "code_version": lh.run.code_version,
         "rows_landed": sum(s.rows_in for s in steps if _layer(s.table) == BRONZE),
         "quarantined_rows": sum(s.quarantined for s in steps),
-        "bytes_written": sum(v[1] for v in snapshots.values()),
+        "bytes_written": sum(v.bytes for v in snapshots.values()),
         "layers": layers,
         "steps": [_step(t, snapshots) for t in timings],
         "gates": {
@@ -215,8 +239,8 @@ def render_markdown(record: Mapping[str, Any]) -> str:
 
 def record_run(
     settings: Settings, lh: Lakehouse, summary: RunSummary, started: datetime, finished: datetime
-) -> Path:
-    """Append the run's metrics to ``$LAKEHOUSE_HOME/metrics/runs.jsonl``; return that file.
+) -> dict[str, Any]:
+    """Append the run's metrics to ``$LAKEHOUSE_HOME/metrics/runs.jsonl``; return them (``run_record``).
 
     Inside a flow run, the same metrics are published as a markdown artifact (key
     ``<flow>-run-metrics``). The step timings of the run are consumed (see
@@ -248,4 +272,4 @@ def record_run(
         record["bytes_written"],
         path,
     )
-    return path
+    return record

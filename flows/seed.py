@@ -1,7 +1,8 @@
-"""``python -m flows.seed --scale SF [--start D] [--days N] [--no-anomalies] [--no-changes] [--force]``.
+"""``python -m flows.seed --scale SF [--source NAME] [--start D] [--days N] [--no-anomalies] ...``.
 
-Generates TPC-H with ``tpchgen-cli`` and lands it in the configured landing zone
-(``LAKEHOUSE_LANDING_URI``, default ``$LAKEHOUSE_HOME/landing``) as daily batches.
+Lands a source's demo data (its folder's ``seed.py``; TPC-H by default, generated with
+``tpchgen-cli``) in the configured landing zone (``LAKEHOUSE_LANDING_URI``, default
+``$LAKEHOUSE_HOME/landing``) as daily batches.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from pathlib import Path
 
 from lakehouse.errors import LakehouseError
 from lakehouse.landing import LandingZone
-from lakehouse.seed import seed
+from lakehouse.registry import load_registry
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
+DEFAULT_SOURCE = "tpch"
+"""The bundled example seeded when no ``--source`` is given."""
 
 
 def _positive_float(text: str) -> float:
@@ -40,8 +43,15 @@ def _positive_int(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The command line of ``python -m flows.seed``."""
-    p = argparse.ArgumentParser(prog="python -m flows.seed", description="Seed the landing zone with TPC-H.")
+    p = argparse.ArgumentParser(
+        prog="python -m flows.seed", description="Seed the landing zone with demo data."
+    )
     p.add_argument("--scale", type=_positive_float, required=True, help="TPC-H scale factor, e.g. 0.01 or 1")
+    p.add_argument(
+        "--source",
+        default=DEFAULT_SOURCE,
+        help=f"the source to seed (one with a seed.py; default {DEFAULT_SOURCE})",
+    )
     p.add_argument(
         "--start",
         type=date.fromisoformat,
@@ -73,13 +83,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    zone = LandingZone(Settings().landing)
+    settings = Settings()
+    try:
+        registry = load_registry(settings.sources)
+        seeder = registry.seeder(args.source) if args.source in registry.sources else None
+    except LakehouseError as exc:
+        sys.stderr.write(f"seed failed: {exc}\n")
+        return 1
+    if seeder is None:
+        sys.stderr.write(f"no source {args.source!r} with a seed.py under {settings.sources}\n")
+        return 1
+    zone = LandingZone(settings.landing, registry.sources[args.source])
     if not args.force and not zone.is_empty():
         sys.stderr.write(f"{zone.uri} already has landed batches; pass --force to seed into it anyway\n")
         return 2
     try:
-        with tempfile.TemporaryDirectory(prefix="tpchgen-") as work:
-            seed(
+        with tempfile.TemporaryDirectory(prefix="seed-") as work:
+            seeder.seed(
                 zone,
                 scale=args.scale,
                 start=args.start,

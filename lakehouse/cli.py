@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table as RichTable
 
 from lakehouse import maintenance, schema
+from lakehouse.batches import format_ranges
 from lakehouse.catalog import open_catalog
 from lakehouse.errors import LakehouseError
 from lakehouse.settings import Settings
@@ -144,9 +145,17 @@ def _cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def _out() -> Console:
-    """The stdout console: names and paths are printed literally (no markup, no highlighting)."""
-    return Console(markup=False, highlight=False)
+PIPE_WIDTH = 1000
+"""Width of tables written to a pipe or a file: wide enough that no row wraps (``grep`` finds whole rows)."""
+
+
+def stdout_console() -> Console:
+    """The stdout console: names and paths printed literally (no markup, no highlighting).
+
+    On a terminal, tables fit its width; in a pipe or a file, they keep every row on one line.
+    """
+    console = Console(markup=False, highlight=False)
+    return console if console.is_terminal else Console(markup=False, highlight=False, width=PIPE_WIDTH)
 
 
 def _json_value(value: Any) -> Any:
@@ -162,14 +171,14 @@ def _emit(rows: list[dict[str, Any]], *, title: str, as_json: bool, empty: str =
     if as_json:
         _emit_json(rows)
         return
-    console = _out()
+    console = stdout_console()
     if not rows:
         console.print(f"{title}: {empty}")
         return
     table = RichTable(title=title, title_justify="left")
     for key in rows[0]:
-        # ids and times stay whole; other cells fold on narrow terminals
-        whole = key.endswith(("_id", "_at", "updated"))
+        # identifiers and times never wrap; other cells fold on narrow terminals
+        whole = key in ("table", "partition") or key.endswith(("_id", "_at", "updated"))
         table.add_column(key.replace("_", " "), overflow="fold", no_wrap=whole)
     for row in rows:
         table.add_row(*(_cell(k, v) for k, v in row.items()))
@@ -355,35 +364,48 @@ def history(table_id: TableArg, as_json: JsonOpt = False) -> None:
 
 
 def _report_rows(reports_dir: Path, table_id: str) -> list[dict[str, Any]]:
-    """Gate outcomes of ``table_id`` from ``<reports>/<date>/<run id>/<table>.json``, oldest first.
+    """Gate outcomes of ``table_id``, oldest first, from ``<reports>/runs/<run id>/gates/*.json``.
 
     Fields are read defensively: a report of another shape shows empty cells, an unreadable one
     its error.
     """
     rows = []
-    for path in sorted(reports_dir.glob("*/*/*.json")):
-        row: dict[str, Any] = {"date": path.parent.parent.name, "run_id": path.parent.name}
+    for path in sorted(reports_dir.glob("runs/*/gates/*.json")):
+        row: dict[str, Any] = {"run_id": path.parent.parent.name}
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            if path.stem == table_id:
-                rows.append({**row, "passed": None, "snapshot_id": None, "finished": None, "error": str(exc)})
+            if path.name.startswith(f"{table_id}."):
+                rows.append(
+                    {**row, "batches": None, "passed": None, "snapshot_id": None, "finished": None}
+                    | {"error": str(exc)}
+                )
             continue
-        if not isinstance(report, dict):
-            report = {}
-        name = report.get("table")
-        if (name if isinstance(name, str) else path.stem) != table_id:
+        if not isinstance(report, dict) or report.get("table") != table_id:
             continue
-        passed, run_id = report.get("passed"), report.get("run_id")
+        passed, run_id, batches = report.get("passed"), report.get("run_id"), report.get("batches")
         row |= {
             "run_id": run_id if isinstance(run_id, str) else row["run_id"],
+            "batches": _batch_ranges(batches),
             "passed": passed if isinstance(passed, bool) else None,
             "snapshot_id": report.get("snapshot_id"),
             "finished": report.get("finished") or report.get("started"),
             "error": None,
         }
         rows.append(row)
-    return sorted(rows, key=lambda r: (r["date"], str(r["finished"] or "")))
+    return sorted(rows, key=lambda r: (r["finished"] is None, str(r["finished"])))
+
+
+def _batch_ranges(batches: object) -> str | None:
+    """A report's batch dates in range notation, ``all`` for none given; None if unreadable."""
+    if batches is None:
+        return "all"
+    if not isinstance(batches, list):
+        return None
+    try:
+        return format_ranges(date.fromisoformat(str(d)) for d in batches)
+    except ValueError:
+        return None
 
 
 @app.command()
@@ -436,7 +458,7 @@ def rollback(
     if as_json:
         _emit_json(asdict(result))
         return
-    _out().print(
+    stdout_console().print(
         f"{table_id}: main moved from snapshot {result.from_snapshot_id} back to {result.to_snapshot_id} "
         f"(committed at {result.to_timestamp.isoformat(timespec='milliseconds')})"
     )
@@ -488,9 +510,9 @@ def compact(
         _emit_json(asdict(result))
         return
     if result.snapshot_id is None:
-        _out().print(f"{table_id}: no partition has small files to compact")
+        stdout_console().print(f"{table_id}: no partition has small files to compact")
         return
-    _out().print(
+    stdout_console().print(
         f"{table_id}: {result.files_removed} files ({_bytes(result.bytes_removed)}) rewritten into "
         f"{result.files_added} ({_bytes(result.bytes_added)}), {result.records} rows, in "
         f"{len(result.partitions)} partition(s); snapshot {result.snapshot_id}"
@@ -534,7 +556,7 @@ def expire(
     if as_json:
         _emit_json(asdict(result))
     else:
-        _out().print(
+        stdout_console().print(
             f"{table_id}: expired {len(result.expired_snapshot_ids)} snapshot(s), "
             f"deleted {len(result.deleted_files)} file(s)"
         )
@@ -564,7 +586,7 @@ def remove_orphans(
         _emit_json(asdict(result))
     else:
         verb = "would delete" if dry_run else "deleted"
-        console = _out()
+        console = stdout_console()
         for path in result.orphan_files:
             console.print(path)
         console.print(
@@ -624,7 +646,7 @@ def migrate(
     else:
         rows = schema.set_column_type(table, column, new_type, properties=_run_properties("migrate"))
         plan += f"; {rows} rows rewritten"
-    _out().print(f"{table_id}: done: {plan}")
+    stdout_console().print(f"{table_id}: done: {plan}")
 
 
 def main() -> None:

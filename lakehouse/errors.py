@@ -51,3 +51,7 @@ class CatalogBusyError(CommitConflictError):
 
 class CatalogUnavailableError(LakehouseError, ConnectionError):
     """The catalog database cannot be reached or refused the connection (message free of credentials)."""
+
+
+class ModelError(LakehouseError):
+    """A gold model's function raised: its step fails (never retried), the rest of the run goes on."""

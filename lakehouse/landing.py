@@ -3,7 +3,7 @@
 Only that layout is read. Anything else found while listing is skipped with a warning naming it
 (logged once per zone), never read and never followed outside the zone:
 
-- directories under ``<source>/`` that are no TPC-H table (see :meth:`LandingZone.unknown_tables`);
+- directories under ``<source>/`` that are no table of the source (see :meth:`LandingZone.unknown_tables`);
 - entries of a table directory that are not a ``dt=YYYY-MM-DD`` partition of a real calendar day
   (``dt=../x``, ``dt=1995-13-45``, ``dt=1995-3-1``, stray files);
 - in a partition, sub-directories and names starting with ``.`` or ``_`` (hidden files, in-flight
@@ -26,7 +26,7 @@ from datetime import date
 import pyarrow.fs as pafs
 
 from lakehouse.errors import LandingError
-from lakehouse.tables import SOURCE, TPCH
+from lakehouse.spec import Source, SourceTable
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,16 @@ class ReadLimits:
 class LandedFile:
     """One landed file: where it is, which table and batch it belongs to, and its size."""
 
-    table: str
+    spec: SourceTable
     batch: date
     path: str  # as the filesystem knows it
     uri: str  # as users see it (shown in errors and stored in _source_file)
     size: int
+
+    @property
+    def table(self) -> str:
+        """The landed table's name."""
+        return self.spec.name
 
 
 class LandingZone:
@@ -85,15 +90,16 @@ class LandingZone:
     Every key read or written is confined to ``<root>/<source>/``.
     """
 
-    def __init__(self, uri: str, source: str = SOURCE, limits: ReadLimits | None = None) -> None:
-        """Open the zone at ``uri`` (a path, ``file://`` or ``s3://`` URI), read within ``limits``."""
+    def __init__(self, uri: str, source: Source, limits: ReadLimits | None = None) -> None:
+        """Open ``source``'s part of the zone at ``uri`` (a path, ``file://`` or ``s3://`` URI)."""
         self.uri = uri.rstrip("/")
         if "://" in self.uri:
             self.fs, root = pafs.FileSystem.from_uri(self.uri)
         else:
             self.fs, root = pafs.LocalFileSystem(), self.uri
         self.root = root.rstrip("/")
-        self.source = source
+        self.spec = source
+        self.source = source.name
         self.limits = limits or ReadLimits()
         self._warned: set[str] = set()
 
@@ -124,7 +130,7 @@ class LandingZone:
         )
 
     def unknown_tables(self) -> list[str]:
-        """Directories under ``<root>/<source>/`` that are no TPC-H table: never loaded, in name order.
+        """Directories under ``<root>/<source>/`` that are no table of the source, in name order.
 
         Each is also logged once as a warning (as are other skipped entries) when first seen by
         this method, :meth:`batches` or :meth:`files`.
@@ -132,10 +138,13 @@ class LandingZone:
         unknown = [
             e.base_name
             for e in self._ls(f"{self.root}/{self.source}")
-            if e.type == pafs.FileType.Directory and e.base_name not in TPCH
+            if e.type == pafs.FileType.Directory and e.base_name not in self.spec.tables
         ]
+        expected = ", ".join(self.spec.tables)
         for name in unknown:
-            self._skip(self.table_dir(name), "no such table (expected one of " + ", ".join(TPCH) + ")")
+            self._skip(
+                self.table_dir(name), f"no such table in source {self.source} (expected one of {expected})"
+            )
         return unknown
 
     def _partitions(self, table: str) -> dict[date, str]:
@@ -159,7 +168,7 @@ class LandingZone:
         """Batch dates with a partition directory (of ``table``, or of any table), oldest first."""
         self.unknown_tables()
         dates: set[date] = set()
-        for name in [table] if table else TPCH:
+        for name in [table] if table else self.spec.tables:
             dates.update(self._partitions(name))
         return sorted(dates)
 
@@ -184,7 +193,13 @@ class LandingZone:
                     self._skip(entry.path, "not a regular file")
                 else:
                     out.append(
-                        LandedFile(table, batch, entry.path, self._display(entry.path), entry.size or 0)
+                        LandedFile(
+                            self.spec.tables[table],
+                            batch,
+                            entry.path,
+                            self._display(entry.path),
+                            entry.size or 0,
+                        )
                     )
         return out
 
@@ -195,7 +210,7 @@ class LandingZone:
         about here.
         """
         out: dict[date, int] = {}
-        for table in TPCH:
+        for table in self.spec.tables:
             root = self.table_dir(table)
             if self.fs.get_file_info(root).type != pafs.FileType.Directory:
                 continue

@@ -14,7 +14,6 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +36,7 @@ from pyiceberg.typedef import EMPTY_DICT
 from lakehouse.errors import CommitConflictError, MaintenanceError
 from lakehouse.settings import DURATION_PATTERN
 from lakehouse.tables import PROP_PROMOTED
+from lakehouse.threads import ContextThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -519,7 +519,7 @@ def _delete_files(
     deleted: list[str] = []
     failed: list[str] = []
     _report(progress, what, 0, len(paths))
-    with ThreadPoolExecutor(max_workers=DELETE_WORKERS) as pool:
+    with ContextThreadPool(max_workers=DELETE_WORKERS) as pool:
         for done, (path, ok) in enumerate(zip(paths, pool.map(delete, paths), strict=True), 1):
             (deleted if ok else failed).append(path)
             _report(progress, what, done, len(paths))

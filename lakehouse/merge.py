@@ -31,7 +31,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -47,6 +46,7 @@ from pyiceberg.types import DateType, PrimitiveType
 
 from lakehouse.errors import LakehouseError
 from lakehouse.publish import Audit, FileChanges, Staged, publish_audited, stage_files
+from lakehouse.threads import ContextThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class _Plan:
         writer = _Writer(table)
         # A few files at a time (Arrow reads and Parquet writes release the GIL); memory holds as
         # many files as there are threads.
-        with ThreadPoolExecutor(max_workers=REWRITE_THREADS) as pool:
+        with ContextThreadPool(max_workers=REWRITE_THREADS) as pool:
             incoming = pool.submit(writer.write, data.sort_by([(k, "ascending") for k in self.key]))
             rewrites = list(pool.map(lambda task: _rewrite(table, task, key_frame, writer), candidates))
             written = incoming.result()

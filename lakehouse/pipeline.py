@@ -7,7 +7,7 @@ Each step reads what it needs through the catalog, runs pure transforms, and com
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,7 +25,7 @@ from pyiceberg.table.snapshots import ancestors_of
 
 from lakehouse.batches import format_ranges
 from lakehouse.engines import DataFiles, Engine, FrameT, Written, data_directory, shape, write_data_file
-from lakehouse.errors import CommitConflictError
+from lakehouse.errors import CommitConflictError, ModelError
 from lakehouse.files import batch_filter
 from lakehouse.landing import LandedFile, LandingZone
 from lakehouse.merge import MergeData, MergeResult, merge
@@ -41,16 +41,15 @@ from lakehouse.publish import (
     write_audited,
 )
 from lakehouse.readers import read_landed_files
+from lakehouse.registry import Model, Registry
 from lakehouse.router import Decision, Router, Work, table_work
 from lakehouse.schema import evolve
 from lakehouse.settings import EngineChoice
+from lakehouse.spec import SourceTable
 from lakehouse.tables import (
     BATCH_DATE,
     BRONZE,
     ERROR,
-    FOREIGN_KEYS,
-    GOLD,
-    GOLD_MERGE_KEYS,
     LOADED_AT,
     PROP_BATCHES,
     PROP_CODE_VERSION,
@@ -66,35 +65,13 @@ from lakehouse.tables import (
     RUN_ID,
     SILVER,
     SOURCE_FILE,
-    TPCH,
     bronze_table,
-    identifier,
 )
-from lakehouse.transforms import gold as gold_transforms
-from lakehouse.transforms import marts, star
+from lakehouse.transforms import scd2
 from lakehouse.transforms.frames import lazy
-from lakehouse.transforms.silver import conform, merge_latest
+from lakehouse.transforms.silver import Conformed, conform, merge_latest
 
 log = logging.getLogger(__name__)
-
-# The tables each gold table reads, in build order: dimensions, the fact that points at them, then
-# the marts built from the fact. (dim_customer reads its customers' landed versions from bronze.)
-GOLD_INPUTS: dict[str, tuple[str, ...]] = {
-    "dim_date": ("silver.orders",),
-    "dim_customer": ("bronze.customer", "silver.customer", "silver.nation", "silver.region"),
-    "dim_part": ("silver.part",),
-    "dim_supplier": ("silver.supplier", "silver.nation", "silver.region"),
-    "fct_sales": (
-        "silver.orders",
-        "silver.lineitem",
-        "gold.dim_date",
-        "gold.dim_customer",
-        "gold.dim_part",
-        "gold.dim_supplier",
-    ),
-    "daily_revenue": ("gold.fct_sales", "gold.dim_customer"),
-    "pricing_summary": ("gold.fct_sales",),
-}
 
 
 @dataclass(frozen=True)
@@ -128,17 +105,25 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class Lakehouse:
-    """What every step needs: the catalog, the landing zone, the run and its engine router."""
+    """What every step needs: the catalog, the declared sources, the landing zone, the run, its router."""
 
     catalog: Catalog
-    zone: LandingZone
+    registry: Registry
+    landing: str  # the landing zone's URI: each source lands under <landing>/<source>/
     run: RunInfo
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     router: Router = field(default_factory=Router)
+    _zones: dict[str, LandingZone] = field(default_factory=dict, compare=False, repr=False)
 
     def table(self, table_id: str) -> Table:
         """Load a table by identifier."""
         return self.catalog.load_table(table_id)
+
+    def zone(self, source: str) -> LandingZone:
+        """The landing zone of ``source`` (one per run, so each skipped entry is warned about once)."""
+        if source not in self._zones:
+            self._zones[source] = LandingZone(self.landing, self.registry.sources[source])
+        return self._zones[source]
 
     def properties(self, batches: list[date]) -> dict[str, str]:
         """Snapshot summary properties for a commit covering ``batches`` (and the step: :func:`stamping`)."""
@@ -268,13 +253,17 @@ BRONZE_FILE_BYTES = 32 * 1024 * 1024
 """Landed bytes gathered into one bronze data file (a landed file larger than this gets its own)."""
 
 
-def _bronze_groups(files: list[LandedFile]) -> list[list[LandedFile]]:
-    """``files`` in runs of one month (the partition) holding at most :data:`BRONZE_FILE_BYTES`."""
+def _bronze_groups(files: list[LandedFile], by_day: bool) -> list[list[LandedFile]]:
+    """``files`` in runs of one partition (a month, or a day) holding at most :data:`BRONZE_FILE_BYTES`."""
+
+    def partition(f: LandedFile) -> date:
+        return f.batch if by_day else f.batch.replace(day=1)
+
     groups: list[list[LandedFile]] = []
     size = 0
     for landed_file in sorted(files, key=lambda f: (f.batch, f.uri)):
-        same_month = bool(groups) and groups[-1][0].batch.replace(day=1) == landed_file.batch.replace(day=1)
-        if same_month and size + landed_file.size <= BRONZE_FILE_BYTES:
+        same = bool(groups) and partition(groups[-1][0]) == partition(landed_file)
+        if same and size + landed_file.size <= BRONZE_FILE_BYTES:
             groups[-1].append(landed_file)
             size += landed_file.size
         else:
@@ -283,28 +272,29 @@ def _bronze_groups(files: list[LandedFile]) -> list[list[LandedFile]]:
     return groups
 
 
-def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
-    """Land ``name``'s files of ``batches`` into ``bronze.<name>`` (replacing those batches).
+def load_bronze(lh: Lakehouse, table_id: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+    """Land the files of ``batches`` into the bronze table ``table_id``, replacing those batches.
 
     Every landed row is loaded, and a file that cannot be read as one row whose ``_error`` says
     why (see :mod:`lakehouse.readers`). Files are parsed always in process (the reader's rules,
     exact field counts, strict UTF-8, ..., are its own) and written as they are parsed: the files of
-    a month are gathered into groups of up to :data:`BRONZE_FILE_BYTES` landed bytes, read together
+    a partition are gathered into groups of up to :data:`BRONZE_FILE_BYTES` landed bytes, read together
     (:func:`lakehouse.readers.read_landed_files`) into one data file, each encoded while the next
     is read: memory holds two such groups, not the batch. The data files are committed together.
 
     Raises:
         LandingError: if a landed file cannot be fetched (an I/O error, not its content).
         WarehouseError: if the warehouse refuses a write (``main`` is untouched).
-        SchemaEvolutionError: if ``bronze.<name>`` predates ``_error`` and cannot take it.
+        SchemaEvolutionError: if the bronze table predates ``_error`` and cannot take it.
 
     """
-    table_id = identifier(BRONZE, name)
-    files = lh.zone.files(name, batches)
+    spec = lh.registry.table(table_id)
+    zone = lh.zone(spec.source)
+    files = zone.files(spec.name, batches)
     if not files:
         return StepResult(table_id, tuple(batches), skipped="no landed files")
     if ERROR not in lh.table(table_id).schema().column_names:  # created before `_error` existed: add it
-        evolve(lh.table(table_id), bronze_table(name).schema)
+        evolve(lh.table(table_id), bronze_table(spec).schema)
     table = lh.table(table_id)
     directory = data_directory(table, "bronze")
     rows = unreadable = 0
@@ -316,9 +306,10 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     # A data file is encoded (one core) while the next group is parsed: memory holds two groups.
     writes: list[Future[str]] = []
     with ThreadPoolExecutor(1, thread_name_prefix="bronze-write") as writer:
-        for number, group in enumerate(_bronze_groups(files)):
+        by_day = bronze_table(spec).partition == "batch_day"
+        for number, group in enumerate(_bronze_groups(files, by_day)):
             batch = pl.col(SOURCE_FILE).replace_strict({f.uri: f.batch for f in group}, return_dtype=pl.Date)
-            frame = read_landed_files(lh.zone, group).with_columns(batch.alias(BATCH_DATE))
+            frame = read_landed_files(zone, group).with_columns(batch.alias(BATCH_DATE))
             rows += frame.height
             unreadable += frame.filter((pl.col(ROW_NUMBER) == 0) & pl.col(ERROR).is_not_null()).height
             if writes:
@@ -337,51 +328,59 @@ def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit 
     return StepResult(table_id, tuple(landed), rows, rows, 0, staged.snapshot_id)
 
 
-def _parents(lh: Lakehouse, engine: Engine[FrameT], name: str, batches: list[date]) -> dict[str, FrameT]:
+def _parents(
+    lh: Lakehouse, engine: Engine[FrameT], spec: SourceTable, batches: list[date]
+) -> dict[str, FrameT]:
+    """For each foreign key of ``spec`` (by its label), the parent's key columns."""
+    source = lh.registry.sources[spec.source]
     parents = {}
-    for column, (parent, key) in FOREIGN_KEYS.get(name, {}).items():
-        # Facts land with their parents' batch (lineitem with its order): look in the same batches.
-        scope = batches if TPCH[parent].kind == "fact" else None
-        parents[column] = lazy(_read(lh, engine, identifier(SILVER, parent), scope)).select(key).to_native()
+    for reference in spec.references:
+        parent = source.tables[reference.table]
+        # Facts land with their parents' batch (a line item with its order): look in the same batches.
+        scope = batches if parent.kind == "fact" else None
+        frame = lazy(_read(lh, engine, parent.identifier(SILVER), scope)).select(*reference.key)
+        parents[reference.label] = frame.to_native()
     return parents
 
 
-def _silver_inputs(name: str) -> list[str]:
-    return [identifier(BRONZE, name)] + [
-        identifier(SILVER, p) for p, _ in FOREIGN_KEYS.get(name, {}).values()
-    ]
+def _conformed(
+    lh: Lakehouse, engine: Engine[FrameT], spec: SourceTable, bronze: FrameT, batches: list[date]
+) -> Conformed[FrameT]:
+    """``bronze`` rows the reader could use, conformed by ``spec``'s rules (see :func:`conform`)."""
+    usable = lazy(bronze).filter(nw.col(ERROR).is_null()).drop(ERROR).to_native()
+    null_values = lh.registry.sources[spec.source].landing.null_values
+    return conform(
+        usable,
+        spec,
+        _parents(lh, engine, spec, batches),
+        null_values=null_values,
+        materialize=engine.materialize,
+    )
 
 
-def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
-    """Conform ``bronze.<name>`` rows of ``batches`` into ``silver.<name>`` and ``quarantine.<name>``.
+def build_silver(lh: Lakehouse, table_id: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+    """Conform the bronze rows of ``batches`` into ``table_id`` (a silver table) and its quarantine table.
 
     Facts replace their batches; reference tables are merged by key (latest batch wins). The
     quarantine rows are published after the silver audit passes and before silver's ``main``
     moves, so a rerun after a crash converges. Runs on the engine the router picks for the
     bronze rows and parent keys it reads.
     """
-    table_id = identifier(SILVER, name)
-    with _routed(lh, table_id, _work(lh, dict.fromkeys(_silver_inputs(name)), batches)) as engine:
-        return _build_silver(lh, engine, name, batches, audit)
+    with _routed(lh, table_id, _work(lh, lh.registry.upstream(table_id), batches)) as engine:
+        return _build_silver(lh, engine, lh.registry.table(table_id), batches, audit)
 
 
 def _build_silver(
-    lh: Lakehouse, engine: Engine[FrameT], name: str, batches: list[date], audit: StepAudit | None
+    lh: Lakehouse, engine: Engine[FrameT], spec: SourceTable, batches: list[date], audit: StepAudit | None
 ) -> StepResult:
-    table_id = identifier(SILVER, name)
-    spec = TPCH[name]
-    bronze = engine.materialize(_read(lh, engine, identifier(BRONZE, name), batches))
+    table_id = spec.identifier(SILVER)
+    bronze = engine.materialize(_read(lh, engine, spec.identifier(BRONZE), batches))
     present = engine.batches(bronze)
     if not present:
         return StepResult(table_id, tuple(batches), skipped="no bronze rows")
     # Rows the reader could not use (a whole file, or one row) bypass conform: their rule is its reason.
     rows = lazy(bronze)
-    result = conform(
-        rows.filter(nw.col(ERROR).is_null()).drop(ERROR).to_native(),
-        spec,
-        _parents(lh, engine, name, present),
-        materialize=engine.materialize,
-    )
+    result = _conformed(lh, engine, spec, bronze, present)
     conformed = lazy(result.rejected)
     unusable = rows.filter(~nw.col(ERROR).is_null()).rename({ERROR: RULE})
     rejected = engine.materialize(
@@ -392,7 +391,7 @@ def _build_silver(
     good = result.good  # a filter of the flagged rows materialized by conform
     rows_in, quarantined = engine.count(bronze), engine.count(rejected)
     counts = {"landed_rows": rows_in, "quarantined_rows": quarantined}
-    quarantine = lh.table(identifier(QUARANTINE, name))
+    quarantine = lh.table(spec.identifier(QUARANTINE))
     # The quarantine rows are staged first so the silver audit can count them, and published
     # only once that audit passed, just before silver's main moves.
     rejected_rows = engine.write(quarantine, rejected, constants=lh.constants())
@@ -455,62 +454,45 @@ def _build_silver(
     return StepResult(table_id, tuple(present), rows_in, loaded, quarantined, staged.snapshot_id)
 
 
-def _gold_rows(lh: Lakehouse, engine: Engine[FrameT], name: str, batches: list[date]) -> FrameT:
-    """The rows of ``gold.<name>`` for ``batches``; ``dim_customer``'s come from ``_customer_chains``.
+def _model_rows(lh: Lakehouse, engine: Engine[FrameT], model: Model, batches: list[date]) -> FrameT:
+    """The rows ``model`` computes for ``batches`` from its inputs.
 
     Raises:
-        ValueError: if ``name`` is no such gold table.
+        ModelError: if the model's function raises (its step fails; the run goes on).
 
     """
-
-    def read(table_id: str, scope: list[date] | None = None) -> FrameT:
-        return _read(lh, engine, table_id, scope)
-
-    if name == "dim_date":
-        return star.dim_date(read("silver.orders", batches))
-    if name == "dim_part":
-        return star.dim_part(read("silver.part", batches))
-    if name == "dim_supplier":
-        return star.dim_supplier(
-            read("silver.supplier", batches), read("silver.nation"), read("silver.region")
-        )
-    if name == "fct_sales":
-        sales = gold_transforms.fct_sales(read("silver.lineitem", batches), read("silver.orders", batches))
-        dimensions = (read(f"gold.{d}") for d in ("dim_customer", "dim_part", "dim_supplier"))
-        return star.with_dimension_keys(sales, *dimensions)
-    if name == "daily_revenue":
-        return marts.daily_revenue(read("gold.fct_sales", batches), read("gold.dim_customer"))
-    if name == "pricing_summary":
-        return marts.pricing_summary(read("gold.fct_sales", batches))
-    raise ValueError(f"no gold table {name!r}")
+    frames: dict[str, FrameT] = {}
+    for parameter, item in model.inputs.items():
+        if item.scope == "versions":
+            spec = lh.registry.table(item.table)
+            bronze = _read(lh, engine, spec.identifier(BRONZE), batches)
+            frames[parameter] = _conformed(lh, engine, spec, bronze, batches).good
+        else:
+            frames[parameter] = _read(lh, engine, item.table, batches if item.scope == "batches" else None)
+    try:
+        rows: FrameT = model.function(**frames)
+        return rows
+    except Exception as exc:
+        raise ModelError(
+            f"{model.identifier}: model {model.source}.{model.name} raised {type(exc).__name__}: {exc}"
+        ) from exc
 
 
-def _customer_chains(
-    lh: Lakehouse, engine: Engine[FrameT], table: Table, batches: list[date]
-) -> tuple[Callable[[int], pa.Table], list[date], int]:
-    """``dim_customer``'s chains for ``batches``: a function of the base snapshot, their batches, versions in.
+def versioned(model: Model, current: FrameT, rows: FrameT, batches: Sequence[date]) -> FrameT:
+    """An SCD2 model's complete version chains: ``current`` (its table) with ``rows`` of ``batches``.
 
-    The versions of ``batches`` are bronze's customer rows conformed by the silver rules (a row
-    silver quarantines makes no version). They are combined with the dimension's versions of the
-    same customers as of the snapshot the merge is planned against, so a retry after a
-    concurrent commit recomputes the chains.
+    See :func:`lakehouse.transforms.scd2.chains`.
     """
-    landed = lazy(_read(lh, engine, identifier(BRONZE, "customer"), batches))
-    usable = landed.filter(nw.col(ERROR).is_null()).drop(ERROR).to_native()  # as in silver
-    arrived = engine.materialize(
-        conform(usable, TPCH["customer"], _parents(lh, engine, "customer", batches)).good
+    materialization = model.materialization
+    return scd2.chains(
+        current,
+        rows,
+        key=materialization.key[0],
+        tracked=materialization.tracked,
+        columns=[name for name, _ in model.columns],
+        batches=batches,
+        surrogate_key=materialization.surrogate_key,
     )
-    nation, region = _read(lh, engine, "silver.nation"), _read(lh, engine, "silver.region")
-
-    def chains(base: int) -> pa.Table:
-        current = engine.read_table(table, snapshot_id=base)
-        return shape(
-            table,
-            engine.to_arrow(star.dim_customer(current, arrived, nation, region, batches)),
-            lh.constants(),
-        )
-
-    return chains, engine.batches(arrived), engine.count(arrived)
 
 
 def _merge(
@@ -538,96 +520,80 @@ def _merge(
     )
 
 
-def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
-    """Build ``gold.<name>`` for ``batches``: dimensions merge by key, the fact and marts replace batches.
+def build_gold(lh: Lakehouse, table_id: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+    """Build ``table_id`` (a gold model's table) for ``batches``, as its materialization says.
 
-    Nothing is written (the result says why) when the inputs have no row of ``batches``, e.g. a
-    dimension whose source did not land in them. Runs on the engine the router picks for the
-    inputs it reads; a dimension's rows are merged in process (dimensions are small).
+    ``replace`` models replace their batches; ``merge`` models merge by key and ``scd2`` models
+    merge their keys' whole version chains (both in process: dimensions are small). Nothing is
+    written (the result says why) when the inputs have no row of ``batches``, e.g. a dimension
+    whose source did not land in them. Runs on the engine the router picks for what it reads.
 
     Raises:
-        ValueError: if ``name`` is no gold table.
+        KeyError: if ``table_id`` is no model's table.
+        ModelError: if the model's function raises.
         CommitConflictError: if every attempt met a concurrent commit.
         Exception: whatever ``audit`` raises (``main`` is then untouched).
 
     """
-    table_id = identifier(GOLD, name)
-    with _routed(lh, table_id, _work(lh, GOLD_INPUTS[name], batches)) as engine:
-        return _build_gold(lh, engine, name, batches, audit)
+    model = lh.registry.model(table_id)
+    with _routed(lh, table_id, _work(lh, lh.registry.reads(model), batches)) as engine:
+        return _build_gold(lh, engine, model, batches, audit)
 
 
 def _build_gold(
-    lh: Lakehouse, engine: Engine[FrameT], name: str, batches: list[date], audit: StepAudit | None
+    lh: Lakehouse, engine: Engine[FrameT], model: Model, batches: list[date], audit: StepAudit | None
 ) -> StepResult:
-    table_id = identifier(GOLD, name)
+    table_id = model.identifier
     table = lh.table(table_id)
-    if name == "dim_customer":
-        chains, present, rows_in = _customer_chains(lh, engine, table, batches)
-    else:
-        rows = engine.materialize(_gold_rows(lh, engine, name, batches))
-        present, rows_in = engine.batches(rows), engine.count(rows)
+    materialization = model.materialization
+    rows = engine.materialize(_model_rows(lh, engine, model, batches))
+    present, rows_in = engine.batches(rows), engine.count(rows)
     if not present:
         return StepResult(table_id, tuple(batches), skipped="no input rows of these batches")
     counts = {"rows": rows_in}
-    if name in GOLD_MERGE_KEYS:
-        data = chains if name == "dim_customer" else shape(table, engine.to_arrow(rows), lh.constants())
-        merged = _merge(lh, table, data, present, GOLD_MERGE_KEYS[name], audit, counts)
-        snapshot, rows_out = merged.staged.snapshot_id, merged.stats.rows_in
-        return StepResult(table_id, tuple(present), rows_in, rows_out, 0, snapshot)
-    written = engine.write(table, rows, constants=lh.constants())
-    staged = _write(lh, table, written, present, replace_all=False, audit=audit, counts=counts)
-    return StepResult(table_id, tuple(present), rows_in, rows_in, 0, staged.snapshot_id)
+    if materialization.kind == "replace":
+        written = engine.write(table, rows, constants=lh.constants())
+        staged = _write(lh, table, written, present, replace_all=False, audit=audit, counts=counts)
+        return StepResult(table_id, tuple(present), rows_in, rows_in, 0, staged.snapshot_id)
+    data: MergeData
+    if materialization.kind == "scd2":
+
+        def data(base: int) -> pa.Table:  # the chains as of the snapshot the merge is planned against
+            built = versioned(model, engine.read_table(table, snapshot_id=base), rows, batches)
+            return shape(table, engine.to_arrow(built), lh.constants())
+
+    else:
+        data = shape(table, engine.to_arrow(rows), lh.constants())
+    merged = _merge(lh, table, data, present, materialization.key, audit, counts)
+    return StepResult(table_id, tuple(present), rows_in, merged.stats.rows_in, 0, merged.staged.snapshot_id)
 
 
-def _gold_driver(name: str) -> str:
-    """The landed table whose batches ``gold.<name>`` is built for: a dimension's source, else orders.
-
-    A dimension gets rows only in batches where its source landed; the date dimension, the fact
-    and the marts follow the orders (lineitem lands with its order).
-    """
-    return {"dim_customer": "customer", "dim_part": "part", "dim_supplier": "supplier"}.get(name, "orders")
-
-
-def gold_tables(landed: Iterable[str]) -> list[str]:
-    """The gold tables built for the batches of the landed tables ``landed``, in build order.
-
-    E.g. the reference tables' are the dimensions but ``dim_date``: a run that loads reference
-    tables before facts builds those dimensions with them, and the rest with the facts.
-    """
-    names = set(landed)
-    return [g for g in GOLD_INPUTS if _gold_driver(g) in names]
-
-
-def targets(name: str) -> list[str]:
-    """The tables a batch of landed ``name`` must reach before that batch counts as promoted."""
-    return [identifier(SILVER, name)] + [identifier(GOLD, g) for g in gold_tables([name])]
-
-
-def pending_batches(lh: Lakehouse) -> list[date]:
-    """Landed batch dates not yet promoted to every table they feed, oldest first.
+def pending_batches(lh: Lakehouse, sources: Iterable[str] | None = None) -> list[date]:
+    """Landed batch dates of ``sources`` (default: all) not yet promoted everywhere they feed, oldest first.
 
     The watermark is each table's ``lakehouse.promoted`` snapshot property on ``main``.
     """
     done: dict[str, set[str]] = {}
     out: set[date] = set()
-    for name in TPCH:
-        for target in targets(name):
+    for spec in lh.registry.landed(sources):
+        targets = lh.registry.targets(spec)
+        for target in targets:
             if target not in done:
                 done[target] = promoted(lh.table(target))
-        for batch in lh.zone.batches(name):
-            if any(batch.isoformat() not in done[t] for t in targets(name)):
+        for batch in lh.zone(spec.source).batches(spec.name):
+            if any(batch.isoformat() not in done[t] for t in targets):
                 out.add(batch)
     return sorted(out)
 
 
-def step_inputs(lh: Lakehouse, layer: str, name: str, batches: list[date]) -> dict[str, str]:
-    """What a step reads, from metadata only, as ``{input: version}``.
+def step_inputs(lh: Lakehouse, table_id: str, batches: list[date]) -> dict[str, str]:
+    """What the step writing ``table_id`` reads, from metadata only, as ``{input: version}``.
 
     Bronze reads landed files (version: size); silver and gold read tables (version: the ``main``
-    snapshot id). The same inputs for the same batches give the same output, so this identifies
-    the work (cache keys) and records lineage.
+    snapshot id). The same inputs (and code) for the same batches give the same output, so this
+    identifies the work (cache keys) and records lineage.
     """
-    if layer == BRONZE:
-        return {f.uri: str(f.size) for f in lh.zone.files(name, batches)}
-    tables = _silver_inputs(name) if layer == SILVER else list(GOLD_INPUTS[name])
-    return {t: str(lh.table(t).metadata.current_snapshot_id) for t in tables}
+    if table_id.startswith(f"{BRONZE}."):
+        spec = lh.registry.table(table_id)
+        return {f.uri: str(f.size) for f in lh.zone(spec.source).files(spec.name, batches)}
+    return {t: str(lh.table(t).metadata.current_snapshot_id) for t in lh.registry.upstream(table_id)}

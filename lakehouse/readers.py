@@ -4,11 +4,11 @@ Every landed row comes out once, with ``_source_file``, ``_row_number`` and ``_e
 a good row, else why the reader could not use it (bronze keeps it, silver quarantines it with that
 reason as its rule). Nothing is dropped and nothing raises for what a file contains:
 
-- a file that cannot be read as a whole becomes ONE row: every TPC-H column null,
+- a file that cannot be read as a whole becomes ONE row: every declared column null,
   ``_row_number`` 0 and ``_error`` ``unreadable_file: <reason>``. Reasons: unsupported file type,
   a link resolving outside the zone, empty file, file too large, compressed (gzip, zstd, bzip2,
   xz, zip, lz4) or Parquet bytes under a text extension, UTF-16, NUL bytes, invalid UTF-8 (with
-  the byte offset), no header, a TPC-H column missing or duplicated (a wrong delimiter is named as
+  the byte offset), no header, a declared column missing or duplicated (a wrong delimiter is named as
   such), malformed CSV quoting (with the line), an unreadable or non-scalar Parquet file;
 - a row that cannot be used keeps its values (as far as they are known) with
   ``malformed_row: <reason>`` (a CSV record with the wrong number of fields, a JSON line that is
@@ -39,7 +39,6 @@ import logging
 import re
 import string
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from operator import itemgetter
 from pathlib import PurePosixPath
@@ -51,7 +50,9 @@ import pyarrow.parquet as pq
 
 from lakehouse.errors import LandingError
 from lakehouse.landing import FORMATS, LandedFile, LandingZone, ReadLimits
-from lakehouse.tables import ERROR, ROW_NUMBER, SOURCE_FILE, TPCH, SourceTable
+from lakehouse.spec import Landing, SourceTable
+from lakehouse.tables import ERROR, ROW_NUMBER, SOURCE_FILE
+from lakehouse.threads import ContextThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,25 @@ _COMPRESSED = (
     (b"\x04\x22\x4d\x18", "lz4"),
 )
 _PARQUET_MAGIC = b"PAR1"
-_DELIMITERS = {"|": "'|'", ";": "';'", "\t": "tab"}
+_DELIMITERS = {",": "','", "|": "'|'", ";": "';'", "\t": "tab"}
 WHITESPACE = string.whitespace
 """A line holding only these characters is blank: skipped, not counted as a row."""
-# One RFC 4180 field within one line: quoted ("" escapes a quote) or unquoted without quotes.
-_FIELD = r'(?:"(?:[^"\r\n]|"")*"|[^,"\r\n]*)'
+
+
+def _hex(char: str) -> str:
+    """``char`` as a regex escape both Python's and Polars' (Rust) engines read, in or out of a class."""
+    return f"\\x{ord(char):02x}"
+
+
+def _field(landing: Landing) -> str:
+    """One RFC 4180 field within one line: quoted (a doubled quote escapes one) or unquoted without quotes."""
+    d, q = _hex(landing.delimiter), _hex(landing.quote)
+    return f"(?:{q}(?:[^{q}\\r\\n]|{q}{q})*{q}|[^{d}{q}\\r\\n]*)"
+
+
 _SHOWN = 200  # characters of a found header shown in a reason
 _FILE = "_file"  # a row's file, by its index among the files read together
+_COMMA = Landing()
 READ_THREADS = 2
 """Landed files fetched, and read by the exact reader, at a time."""
 
@@ -96,9 +109,9 @@ class _Rejected(Exception):
         self.reason = reason
 
 
-def landed_columns(table: str) -> list[str]:
-    """The columns :func:`read_landed` returns for ``table``: TPC-H ones, then the origin and the error."""
-    return [*TPCH[table].column_names, SOURCE_FILE, ROW_NUMBER, ERROR]
+def landed_columns(spec: SourceTable) -> list[str]:
+    """The columns :func:`read_landed` returns for ``spec``: declared ones, then the origin and the error."""
+    return [*spec.column_names, SOURCE_FILE, ROW_NUMBER, ERROR]
 
 
 def read_landed(zone: LandingZone, landed: LandedFile) -> pl.DataFrame:
@@ -132,13 +145,13 @@ def read_landed_files(zone: LandingZone, files: Sequence[LandedFile]) -> pl.Data
         ValueError: if ``files`` is empty or mixes tables.
 
     """
-    tables = {f.table for f in files}
+    tables = {f.spec for f in files}
     if len(tables) != 1:
-        raise ValueError(f"expected files of one table, got {sorted(tables) or 'none'}")
-    spec = TPCH[tables.pop()]
-    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="landed") as pool:
+        raise ValueError(f"expected files of one table, got {sorted(t.name for t in tables) or 'none'}")
+    spec = tables.pop()
+    with ContextThreadPool(READ_THREADS, thread_name_prefix="landed") as pool:
         fetched = list(pool.map(partial(_csv_data, zone), files))
-        native, handled = _csv_native([_native_body(data) for data in fetched], spec)
+        native, handled = _csv_native([_native_body(data) for data in fetched], spec, zone.spec.landing)
         rest = [i for i in range(len(files)) if i not in handled]
         declined = [fetched[i] for i in rest]  # fetched once: the exact reader takes these bytes
         del fetched
@@ -147,13 +160,13 @@ def read_landed_files(zone: LandingZone, files: Sequence[LandedFile]) -> pl.Data
     native = _finish(native.with_columns(uris.gather(native.get_column(_FILE))), spec, zone.limits)
     _warn_flagged(native)
     if not exact:
-        return native.select(landed_columns(spec.name))
+        return native.select(landed_columns(spec))
     numbered = [
         frame.with_columns(pl.lit(i, dtype=pl.Int64).alias(_FILE))
         for i, frame in zip(rest, exact, strict=True)
     ]
-    frame = pl.concat([native.select(*landed_columns(spec.name), _FILE), *numbered])
-    return frame.sort(_FILE, maintain_order=True).select(landed_columns(spec.name))
+    frame = pl.concat([native.select(*landed_columns(spec), _FILE), *numbered])
+    return frame.sort(_FILE, maintain_order=True).select(landed_columns(spec))
 
 
 def _read_exact(zone: LandingZone, landed: LandedFile, data: bytes | None) -> pl.DataFrame:
@@ -166,7 +179,7 @@ def _read_exact(zone: LandingZone, landed: LandedFile, data: bytes | None) -> pl
 
 def rejected_file(landed: LandedFile, reason: str) -> pl.DataFrame:
     """The one row that stands for an unreadable file in bronze (and, through silver, in quarantine)."""
-    columns = TPCH[landed.table].column_names
+    columns = landed.spec.column_names
     return pl.DataFrame(
         {
             **{c: pl.Series(c, [None], dtype=pl.String) for c in columns},
@@ -189,7 +202,7 @@ def parse_landed(zone: LandingZone, landed: LandedFile, data: bytes | None = Non
         TimeoutError: on a transient storage error.
 
     """
-    spec = TPCH[landed.table]
+    spec = landed.spec
     limits = zone.limits
     suffix = PurePosixPath(landed.path).suffix
     try:
@@ -199,14 +212,17 @@ def parse_landed(zone: LandingZone, landed: LandedFile, data: bytes | None = Non
         else:
             body, offset = _body(data, suffix)
             del data  # the body replaces it (a copy only when a byte order mark is cut off)
-            parse = _csv_chunks if suffix == ".csv" else _jsonl_chunks
-            chunks = list(parse(_decode(body, offset), spec, limits))
+            text = _decode(body, offset)
+            if suffix == ".csv":
+                chunks = list(_csv_chunks(text, spec, limits, zone.spec.landing))
+            else:
+                chunks = list(_jsonl_chunks(text, spec, limits))
     except _Rejected as exc:
         raise UnreadableFileError(landed.uri, exc.reason) from None
     frame = pl.concat(chunks) if chunks else _chunk(spec, [], [], [])
     frame = _finish(frame.with_columns(pl.lit(landed.uri, dtype=pl.String).alias(SOURCE_FILE)), spec, limits)
     _warn_flagged(frame)
-    return frame.select(landed_columns(spec.name))
+    return frame.select(landed_columns(spec))
 
 
 def _load(zone: LandingZone, landed: LandedFile) -> bytes:
@@ -319,10 +335,12 @@ def _blank(record: list[str]) -> bool:
     return len(record) <= 1 and not "".join(record).strip(WHITESPACE)
 
 
-def _csv_native(bodies: Sequence[bytes | None], spec: SourceTable) -> tuple[pl.DataFrame, set[int]]:
+def _csv_native(
+    bodies: Sequence[bytes | None], spec: SourceTable, landing: Landing = _COMMA
+) -> tuple[pl.DataFrame, set[int]]:
     """The rows Polars parses exactly as the exact reader would, of the CSV ``bodies`` it can; and which.
 
-    The rows carry the TPC-H columns, ``_row_number``, ``_error`` and their body's index in
+    The rows carry the declared columns, ``_row_number``, ``_error`` and their body's index in
     ``bodies`` (``_file``). A body is taken if it is UTF-8, its header names the table's columns
     and every other non-blank line matches an RFC 4180 record of the header's width whose fields
     hold no line break: then Polars' parse is exactly :func:`_csv_chunks`' (same fields, same
@@ -343,20 +361,22 @@ def _csv_native(bodies: Sequence[bytes | None], spec: SourceTable) -> tuple[pl.D
     frames = [_chunk(spec, [], [], []).with_columns(pl.lit(None, dtype=pl.Int64).alias(_FILE))]
     handled: set[int] = set()
     headers = lines.filter(pl.col(ROW_NUMBER) == 0).group_by("line", maintain_order=True).agg(_FILE)
+    field, delimiter = _field(landing), _hex(landing.delimiter)
     for header, files in headers.iter_rows():
-        if not re.fullmatch(f"{_FIELD}(?:,{_FIELD})*\r?", header):
+        if not re.fullmatch(f"{field}(?:{delimiter}{field})*\r?", header):
             continue
-        names = [name.strip() for name in next(csv.reader([header.rstrip("\r")]))]
+        dialect = {"delimiter": landing.delimiter, "quotechar": landing.quote}
+        names = [name.strip() for name in next(csv.reader([header.rstrip("\r")], **dialect))]  # type: ignore[arg-type]
         try:
-            positions = _csv_positions(names, spec)
+            positions = _csv_positions(names, spec, landing.delimiter)
         except _Rejected:
             continue
         records = lines.filter(pl.col(_FILE).is_in(files) & (pl.col(ROW_NUMBER) > 0))
-        record = "^" + ",".join([_FIELD] * len(names)) + "\r?$"
+        record = "^" + delimiter.join([field] * len(names)) + "\r?$"
         ragged = set(records.filter(~pl.col("line").str.contains(record)).get_column(_FILE))
         if ragged:
             records = records.filter(~pl.col(_FILE).is_in(ragged))
-        frame = _parse_records(records, len(names))
+        frame = _parse_records(records, len(names), landing)
         if frame is None:
             continue
         frames.append(
@@ -382,30 +402,40 @@ def _utf8(data: bytes) -> bool:
     return True
 
 
-def _parse_records(records: pl.DataFrame, width: int) -> pl.DataFrame | None:
+def _parse_records(records: pl.DataFrame, width: int, landing: Landing) -> pl.DataFrame | None:
     """The ``line`` of ``records`` parsed by Polars into ``width`` fields ``_0``, ``_1``...; or None."""
     columns = [f"_{i}" for i in range(width)]
     if records.is_empty():
         return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
     source = (records.get_column("line").str.join("\n").item() + "\n").encode()
     try:
-        frame = pl.read_csv(io.BytesIO(source), has_header=False, new_columns=columns, infer_schema=False)
+        frame = pl.read_csv(
+            io.BytesIO(source),
+            has_header=False,
+            new_columns=columns,
+            infer_schema=False,
+            separator=landing.delimiter,
+            quote_char=landing.quote,
+        )
     except pl.exceptions.PolarsError:  # whatever Polars refuses, the exact reader reads
         return None
     return frame if frame.shape == (records.height, width) else None
 
 
-def _csv_positions(names: list[str], spec: SourceTable) -> list[int]:
-    """Where each TPC-H column is in a CSV header, or why the header does not fit the table."""
+def _csv_positions(names: list[str], spec: SourceTable, expected: str = ",") -> list[int]:
+    """Where each declared column is in a CSV header, or why the header does not fit the table."""
     wanted = spec.column_names
     missing = [c for c in wanted if c not in names]
     if missing:
-        joined = ",".join(names)
+        joined = expected.join(names)
         for delimiter, label in _DELIMITERS.items():
-            if delimiter in joined and set(wanted) <= {
-                p.strip() for p in joined.replace(",", delimiter).split(delimiter)
-            }:
-                raise _Rejected(f"wrong delimiter: the header is {label}-separated (expected ',')")
+            if (
+                delimiter != expected
+                and delimiter in joined
+                and set(wanted) <= {p.strip() for p in joined.replace(expected, delimiter).split(delimiter)}
+            ):
+                shown = _DELIMITERS.get(expected, repr(expected))
+                raise _Rejected(f"wrong delimiter: the header is {label}-separated (expected {shown})")
         raise _Rejected(f"missing column(s) {', '.join(missing)} (header: {joined[:_SHOWN]!r})")
     duplicated = [c for c in wanted if names.count(c) > 1]
     if duplicated:
@@ -413,21 +443,28 @@ def _csv_positions(names: list[str], spec: SourceTable) -> list[int]:
     return [names.index(c) for c in wanted]
 
 
-def _csv_chunks(text: str, spec: SourceTable, limits: ReadLimits) -> Iterator[pl.DataFrame]:
+def _csv_chunks(
+    text: str, spec: SourceTable, limits: ReadLimits, landing: Landing = _COMMA
+) -> Iterator[pl.DataFrame]:
     """Chunks of the CSV ``text``: a header naming the columns, then records (RFC 4180, strict).
 
-    A record with the wrong number of fields is a malformed row (its fields kept by position).
+    Fields are split and quoted as ``landing`` declares. A record with the wrong number of fields
+    is a malformed row (its fields kept by position).
     """
     # A field may be as large as the file: raise the process-wide limit, never lower it.
     if csv.field_size_limit() < limits.max_file_bytes:
         csv.field_size_limit(limits.max_file_bytes)
-    records = csv.reader(io.StringIO(text, newline=""), delimiter=",", quotechar='"', strict=True)
+    records = csv.reader(
+        io.StringIO(text, newline=""), delimiter=landing.delimiter, quotechar=landing.quote, strict=True
+    )
     try:
         header = next((r for r in records if not _blank(r)), None)
         if header is None:
             raise _Rejected("no header row (only blank lines)")
         names = [name.strip() for name in header]
-        pick = itemgetter(*_csv_positions(names, spec))  # a tuple: every TPC-H table has several columns
+        pick = itemgetter(
+            *_csv_positions(names, spec, landing.delimiter)
+        )  # a tuple: every declared table has several columns
         width = len(names)
         rows: list[Any] = []
         numbers: list[int] = []
@@ -457,7 +494,7 @@ def _csv_chunks(text: str, spec: SourceTable, limits: ReadLimits) -> Iterator[pl
 
 
 def _json_row(line: str, spec: SourceTable) -> tuple[list[str | None], str | None, set[str] | None]:
-    """One JSON line's values for the TPC-H columns, its error (or None) and its keys (None if no object)."""
+    """One JSON line's values for the declared columns, its error (or None), its keys (None if no object)."""
     nulls: list[str | None] = [None] * len(spec.columns)
     try:
         value = json.loads(line, parse_int=str, parse_float=str, parse_constant=str)
@@ -492,7 +529,7 @@ def _json_kind(value: object) -> str:
 def _jsonl_chunks(text: str, spec: SourceTable, limits: ReadLimits) -> Iterator[pl.DataFrame]:
     """Chunks of the JSON lines ``text``: one object per non-blank line; numbers keep their JSON text.
 
-    A line that is no JSON object is a malformed row; the file is unreadable if a TPC-H column is
+    A line that is no JSON object is a malformed row; the file is unreadable if a declared column is
     in none of its objects.
     """
     rows: list[Any] = []
@@ -521,7 +558,7 @@ def _jsonl_chunks(text: str, spec: SourceTable, limits: ReadLimits) -> Iterator[
 
 
 def _parquet_chunks(data: bytes, spec: SourceTable, limits: ReadLimits) -> Iterator[pl.DataFrame]:
-    """Chunks of the Parquet file ``data``: its TPC-H columns (others are not read) cast to text."""
+    """Chunks of the Parquet file ``data``: its declared columns (others are not read) cast to text."""
     if not data.startswith(_PARQUET_MAGIC):
         for magic, kind in _COMPRESSED:
             if data.startswith(magic):

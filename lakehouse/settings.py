@@ -18,6 +18,8 @@ and 174 MiB of work keeps one step within the 6 GB a bulk run is held to at SF10
 tables at SF10 (315 MB of ``partsupp``: 7.7 GiB on Polars) run on Spark. Re-measure on other
 machines: ``python -m bench``."""
 DURATION_PATTERN = r"^(\d+[wdhms])+$"
+BUNDLED_SOURCES = Path(__file__).resolve().parent.parent / "sources"
+"""The sources folder next to the package: TPC-H and the other bundled examples, and a team's own."""
 """A duration such as ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or ``1d12h``."""
 
 
@@ -36,6 +38,10 @@ class Settings(BaseSettings):
         default=None, description="Landing zone: a path, file:// or s3:// URI (default $home/landing)."
     )
     catalog: str = Field(default="lakehouse", description="pyiceberg catalog name.")
+    sources: Path = Field(
+        default=BUNDLED_SOURCES,
+        description="The folder of source folders (each with a source.yml); default: the checkout's sources/",
+    )
     chunk_days: int = Field(default=366, ge=1, description="Most batch dates processed in one chunk.")
     chunk_mb: int = Field(
         default=256,
@@ -47,6 +53,9 @@ class Settings(BaseSettings):
     )
     quarantine_max_share: float = Field(
         default=0.05, ge=0.0, le=1.0, description="Largest share of a batch that may go to quarantine."
+    )
+    reports_keep_runs: int = Field(
+        default=100, ge=1, description="Runs whose reports are kept; older runs' reports are deleted."
     )
     demo_scale: float = Field(default=0.01, gt=0, description="TPC-H scale seeded into an empty demo zone.")
     maintenance_target_file_mb: int = Field(
@@ -100,6 +109,11 @@ class Settings(BaseSettings):
         return str((self.home / "landing").resolve())
 
     @property
+    def contracts_dir(self) -> Path:
+        """Where the contracts derived from the declarations are written (for the gate and the Soda CLI)."""
+        return self.home / "contracts"
+
+    @property
     def reports_dir(self) -> Path:
-        """Where gate reports are written."""
+        """Where gate and run reports, and the report site over them, are written."""
         return self.home / "reports"

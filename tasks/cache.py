@@ -20,18 +20,21 @@ from lakehouse.pipeline import Lakehouse, step_inputs
 
 
 def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """Key of a bronze/silver/gold step from its parameters ``lh``, ``name`` and ``batches``."""
+    """Key of a bronze/silver/gold step from its parameters ``lh``, ``table_id`` and ``batches``.
+
+    A gold model's inputs include the hash of its module's source, so an edited model recomputes.
+    """
     lh: Lakehouse = parameters["lh"]
-    layer = context.task.name
-    name: str = parameters["name"]
+    table_id: str = parameters["table_id"]
     batches: list[date] = parameters["batches"]
-    output = lh.table(f"{layer}.{name}").metadata.table_uuid
+    output = lh.table(table_id).metadata.table_uuid
     identity = {
-        "step": f"{layer}.{name}",
+        "step": table_id,
         "table": str(output),
         "batches": [b.isoformat() for b in batches],
-        "inputs": step_inputs(lh, layer, name, batches),
+        "inputs": step_inputs(lh, table_id, batches),
         "code": lh.run.code_version,
+        "model": lh.registry.model(table_id).code if table_id in lh.registry.models else None,
         "engine": lh.run.engine,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from checks.gate import audit, require_pass
@@ -16,11 +17,15 @@ log = logging.getLogger(__name__)
 
 
 def quality_gate(
-    lh: Lakehouse, reports_dir: Path, max_quarantine_share: float, results: list[GateResult]
+    lh: Lakehouse,
+    contracts: Mapping[str, Path],
+    reports_dir: Path,
+    max_quarantine_share: float,
+    results: list[GateResult],
 ) -> StepAudit:
-    """An audit that verifies a staged write against its table's Soda contract.
+    """An audit that verifies a staged write against its table's Soda contract (a file of ``contracts``).
 
-    Every verification writes JSON/HTML reports under ``reports_dir``, is appended to ``results``,
+    Every verification writes its JSON report under ``reports_dir``, is appended to ``results``,
     attached to the running lineage step (its OpenLineage data-quality facet) and published as a
     markdown artifact of the running task.
 
@@ -37,6 +42,7 @@ def quality_gate(
             list(request.batches),
             variables={"max_quarantine_share": str(max_quarantine_share)},
             references=request.references,
+            contract=contracts[request.table],
             reports_dir=reports_dir,
             run_id=lh.run.run_id,
         )

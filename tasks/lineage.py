@@ -45,7 +45,8 @@ from pyiceberg.catalog import Catalog
 from checks.result import GateResult
 from lakehouse.batches import format_ranges
 from lakehouse.pipeline import Lakehouse, StepResult
-from lakehouse.tables import NAMESPACES, PROP_BATCHES, PROP_ENGINE, PROP_INPUTS, PROP_RUN_ID, TPCH
+from lakehouse.tables import NAMESPACES, PROP_BATCHES, PROP_ENGINE, PROP_INPUTS, PROP_RUN_ID
+from tasks import assets
 
 if TYPE_CHECKING:
     from openlineage.client.client import OpenLineageClient
@@ -214,8 +215,9 @@ class Step:
     _clock: float = field(default_factory=time.perf_counter)
 
     def complete(self, result: StepResult) -> StepResult:
-        """Record what the step wrote (reported by the COMPLETE event); returns ``result``."""
+        """Record what the step wrote (reported by the COMPLETE event and on its Prefect assets)."""
         self.result = result
+        assets.describe(result)
         return result
 
     def record_gate(self, result: GateResult) -> None:
@@ -663,7 +665,9 @@ class _Emitter:
     def _landing_facets(self, source_table: str) -> dict[str, DatasetFacet]:
         from openlineage.client.facet_v2 import schema_dataset
 
-        spec = TPCH.get(source_table.split(".", 1)[-1])
+        source, _, name = source_table.partition(".")
+        declared = self.step.lh.registry.sources.get(source)
+        spec = declared.tables.get(name) if declared is not None else None
         if spec is None:
             return {}
         return {
@@ -694,7 +698,7 @@ class _Emitter:
             if table_id.split(".", 1)[0] not in NAMESPACES:  # a landed source
                 out.append(
                     InputDataset(
-                        namespace=landing_namespace(lh.zone.uri),
+                        namespace=landing_namespace(lh.landing),
                         name=table_id,
                         facets=self._landing_facets(table_id),
                         inputFacets=input_facets,

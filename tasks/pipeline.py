@@ -1,92 +1,103 @@
 """Prefect tasks wrapping the pipeline steps: orchestration concerns only.
 
 Each step runs inside :func:`tasks.lineage.step`, which times it (for the run's metrics) and, when
-OpenLineage is configured, reports its inputs, outputs and gate results.
+OpenLineage is configured, reports its inputs, outputs and gate results. Each is a Prefect
+materializing task: the runner names the tables it materializes (:func:`tasks.assets.materializing`).
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from prefect import task
+from prefect.assets import materialize
 
 from lakehouse import pipeline
-from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, StepAudit, StepResult
-from lakehouse.tables import BRONZE, FOREIGN_KEYS, GOLD, QUARANTINE, SILVER, SOURCE, identifier
+from lakehouse.pipeline import Lakehouse, StepAudit, StepResult
+from lakehouse.tables import BRONZE, GOLD, QUARANTINE, SILVER
 from tasks import lineage
+from tasks.assets import namespace_asset
 from tasks.cache import step_cache_key
 from tasks.retry import transient_only
 
 RETRIES = 3
 
 
-def _inputs(lh: Lakehouse, layer: str, name: str, batches: list[date]) -> dict[str, int | None]:
+def _inputs(lh: Lakehouse, table_id: str, batches: list[date]) -> dict[str, int | None]:
     """What the step reads, for the ``lakehouse.inputs`` stamp: landed files by source, tables by snapshot."""
-    if layer == BRONZE:
-        return {identifier(SOURCE, name): None}
-    read = pipeline.step_inputs(lh, layer, name, batches)
+    if table_id.startswith(f"{BRONZE}."):
+        return {landed_source(lh, table_id): None}
+    read = pipeline.step_inputs(lh, table_id, batches)
     return {table: int(snapshot) if snapshot.isdigit() else None for table, snapshot in read.items()}
+
+
+def landed_source(lh: Lakehouse, table_id: str) -> str:
+    """The landed table behind a bronze table, as lineage names it: ``<source>.<table>``."""
+    spec = lh.registry.table(table_id)
+    return f"{spec.source}.{spec.name}"
 
 
 RETRY_DELAYS: list[float] = [1, 5, 15]
 
 
-@task(
+@materialize(
+    namespace_asset(BRONZE),
     name="bronze",
-    task_run_name="bronze.{name}",
+    task_run_name="{table_id}",
     cache_key_fn=step_cache_key,
     persist_result=True,
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAYS,
     retry_condition_fn=transient_only,
 )
-def load_bronze(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+def load_bronze(lh: Lakehouse, table_id: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Land a table's files of these batches into bronze."""
     with (
-        lineage.step(lh, identifier(BRONZE, name), batches, inputs=[identifier(SOURCE, name)]) as step,
-        pipeline.stamping(identifier(BRONZE, name), _inputs(lh, BRONZE, name, batches)),
+        lineage.step(lh, table_id, batches, inputs=[landed_source(lh, table_id)]) as step,
+        pipeline.stamping(table_id, _inputs(lh, table_id, batches)),
     ):
-        return step.complete(pipeline.load_bronze(lh, name, batches, audit))
+        return step.complete(pipeline.load_bronze(lh, table_id, batches, audit))
 
 
-@task(
+@materialize(
+    namespace_asset(SILVER),
     name="silver",
-    task_run_name="silver.{name}",
+    task_run_name="{table_id}",
     cache_key_fn=step_cache_key,
     persist_result=True,
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAYS,
     retry_condition_fn=transient_only,
 )
-def build_silver(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+def build_silver(lh: Lakehouse, table_id: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Conform a table's bronze rows of these batches into silver and quarantine."""
-    parents = [identifier(SILVER, parent) for parent, _ in FOREIGN_KEYS.get(name, {}).values()]
+    spec = lh.registry.table(table_id)
     with (
         lineage.step(
             lh,
-            identifier(SILVER, name),
+            table_id,
             batches,
-            inputs=[identifier(BRONZE, name), *dict.fromkeys(parents)],
-            outputs=[identifier(SILVER, name), identifier(QUARANTINE, name)],
+            inputs=lh.registry.upstream(table_id),
+            outputs=[table_id, spec.identifier(QUARANTINE)],
         ) as step,
-        pipeline.stamping(identifier(SILVER, name), _inputs(lh, SILVER, name, batches)),
+        pipeline.stamping(table_id, _inputs(lh, table_id, batches)),
     ):
-        return step.complete(pipeline.build_silver(lh, name, batches, audit))
+        return step.complete(pipeline.build_silver(lh, table_id, batches, audit))
 
 
-@task(
+@materialize(
+    namespace_asset(GOLD),
     name="gold",
-    task_run_name="gold.{name}",
+    task_run_name="{table_id}",
     cache_key_fn=step_cache_key,
     persist_result=True,
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAYS,
     retry_condition_fn=transient_only,
 )
-def build_gold(lh: Lakehouse, name: str, batches: list[date], audit: StepAudit | None) -> StepResult:
+def build_gold(lh: Lakehouse, table_id: str, batches: list[date], audit: StepAudit | None) -> StepResult:
     """Rebuild a gold table for these batches."""
     with (
-        lineage.step(lh, identifier(GOLD, name), batches, inputs=GOLD_INPUTS[name]) as step,
-        pipeline.stamping(identifier(GOLD, name), _inputs(lh, GOLD, name, batches)),
+        lineage.step(lh, table_id, batches, inputs=lh.registry.upstream(table_id)) as step,
+        pipeline.stamping(table_id, _inputs(lh, table_id, batches)),
     ):
-        return step.complete(pipeline.build_gold(lh, name, batches, audit))
+        return step.complete(pipeline.build_gold(lh, table_id, batches, audit))

@@ -14,8 +14,7 @@ import itertools
 import os
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol, TypeAlias, TypeVar
@@ -30,7 +29,7 @@ from pyiceberg.io.pyarrow import PyArrowFileIO, _get_parquet_writer_kwargs, sche
 from pyiceberg.table import Table, TableProperties, Transaction
 
 from lakehouse.errors import ConfigurationError, LakehouseError
-from lakehouse.landing import LandedFile, LandingZone
+from lakehouse.threads import ContextThreadPool
 from lakehouse.transforms.frames import EngineName
 
 FrameT = TypeVar("FrameT", bound=IntoLazyFrame)
@@ -67,10 +66,6 @@ class Engine(Protocol[FrameT]):
         self, table: Table, *, snapshot_id: int | None = None, batches: list[date] | None = None
     ) -> FrameT:
         """Rows of ``table`` at ``snapshot_id`` (default: current), only of ``batches`` if given."""
-        ...
-
-    def read_landed(self, zone: LandingZone, files: Sequence[LandedFile]) -> FrameT:
-        """Rows of landed files, all columns strings, with ``_source_file`` and ``_row_number``."""
         ...
 
     def materialize(self, frame: FrameT) -> FrameT:
@@ -167,7 +162,7 @@ def write_rows(table: Table, rows: pa.Table) -> DataFiles:
     directory = data_directory(table, "rows")
     parts = _partitions(table, rows)
     paths = [f"{directory}/{number:05d}.parquet" for number in range(len(parts))]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="write") as pool:
+    with ContextThreadPool(max_workers=os.cpu_count() or 1, thread_name_prefix="write") as pool:
         return DataFiles(tuple(pool.map(lambda part, path: write_data_file(table, part, path), parts, paths)))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date
 
 import polars as pl
@@ -10,9 +10,7 @@ import pyarrow as pa
 from pyiceberg.table import Table
 
 from lakehouse.engines import shape
-from lakehouse.landing import LandedFile, LandingZone
-from lakehouse.readers import read_landed_files
-from lakehouse.tables import BATCH_DATE, ROW_NUMBER, SOURCE_FILE, TPCH
+from lakehouse.tables import BATCH_DATE
 from lakehouse.transforms.frames import EngineName
 
 
@@ -30,17 +28,6 @@ class PolarsEngine:
         """Rows of ``table`` at ``snapshot_id`` (default: current), only of ``batches`` if given."""
         frame = pl.scan_iceberg(table, snapshot_id=snapshot_id)
         return frame if batches is None else frame.filter(pl.col(BATCH_DATE).is_in(batches))
-
-    def read_landed(self, zone: LandingZone, files: Sequence[LandedFile]) -> pl.LazyFrame:
-        """Rows of landed files of one table, all strings, with ``_source_file`` and ``_row_number``.
-
-        Raises:
-            LandingError: naming the file, if one cannot be parsed or lacks columns of its table.
-            ValueError: if ``files`` is empty or mixes tables.
-
-        """
-        frame = read_landed_files(zone, files)
-        return frame.lazy().select(*TPCH[files[0].table].column_names, SOURCE_FILE, ROW_NUMBER)
 
     def materialize(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """``frame`` collected in memory, as a lazy frame."""

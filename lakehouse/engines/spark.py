@@ -74,10 +74,9 @@ from lakehouse.engines import (
     data_directory,
     filesystem,
 )
-from lakehouse.errors import ConfigurationError, LakehouseError, LandingError
+from lakehouse.errors import ConfigurationError, LakehouseError
 from lakehouse.files import batch_filter, snapshot_files
-from lakehouse.landing import LandedFile, LandingZone
-from lakehouse.tables import BATCH_DATE, ROW_NUMBER, SOURCE_FILE, TPCH
+from lakehouse.tables import BATCH_DATE
 from lakehouse.transforms.frames import EngineName
 
 if TYPE_CHECKING:
@@ -491,57 +490,6 @@ class SparkEngine:
         # select by name, in schema order, with the exact types
         frame = frame.select(*(F.col(f"`{f.name}`").cast(spark_type(f.field_type)) for f in schema.columns))
         return frame if batches is None else frame.filter(F.col(BATCH_DATE).isin(batches))
-
-    def read_landed(self, zone: LandingZone, files: Sequence[LandedFile]) -> DataFrame:
-        """Rows of landed files of one table, all strings, with ``_source_file`` and ``_row_number``.
-
-        ``_row_number`` is the 1-based row within its file, as in :func:`lakehouse.readers.read_landed`.
-        CSV is read as RFC 4180 (header, ``""`` escapes a quote, no inference), JSON lines with every
-        column as a string, Parquet with every column cast to a string.
-
-        Raises:
-            LandingError: naming the file, if it lacks columns of its table.
-            ValueError: if ``files`` is empty or mixes tables.
-
-        """
-        tables = {f.table for f in files}
-        if len(tables) != 1:
-            raise ValueError(f"expected files of one table, got {sorted(tables) or 'none'}")
-        columns = TPCH[tables.pop()].column_names
-        frames = [self._read_landed_file(f, columns) for f in files]
-        out = frames[0]
-        for frame in frames[1:]:
-            out = out.unionByName(frame)
-        return out
-
-    def _read_landed_file(self, landed: LandedFile, columns: list[str]) -> DataFrame:
-        from pyspark.sql import Window
-        from pyspark.sql import functions as F
-
-        path = spark_uri(landed.uri)
-        reader = self.spark.read.option("mode", "FAILFAST")
-        if landed.path.endswith(".csv"):
-            frame = reader.option("header", True).option("escape", '"').option("inferSchema", False).csv(path)
-        elif landed.path.endswith(".jsonl"):
-            frame = reader.schema(", ".join(f"`{c}` string" for c in columns)).json(path)
-        else:
-            frame = reader.parquet(path)
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise LandingError(f"{landed.uri}: missing column(s) {', '.join(missing)}")
-        if landed.path.endswith(".parquet"):
-            row_number = F.col("_metadata.row_index") + 1
-        else:
-            # rows of a split come in file order; splits are ordered by their start offset
-            order = Window.partitionBy(F.col("_metadata.file_path")).orderBy(
-                F.col("_metadata.file_block_start"), F.monotonically_increasing_id()
-            )
-            row_number = F.row_number().over(order)
-        return frame.select(
-            *(F.col(f"`{c}`").cast("string").alias(c) for c in columns),
-            F.lit(landed.uri).alias(SOURCE_FILE),
-            row_number.cast("bigint").alias(ROW_NUMBER),
-        )
 
     # -- computing ---------------------------------------------------------------------------------
 

@@ -20,8 +20,10 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
+from checks.contracts import write_contracts
 from lakehouse.catalog import ensure_tables
-from lakehouse.tables import GOLD_TABLES, LOAD_ORDER, TPCH, TableDef, all_tables, bronze_table, silver_table
+from lakehouse.tables import TableDef, bronze_table, silver_table
+from tests.declared import LOAD_ORDER, REGISTRY, TABLES
 
 REFERENCE_BATCH = date(1992, 1, 1)
 RUN_ID = "seed"
@@ -49,7 +51,7 @@ def _batch_date(table: str) -> str:
 
 def silver_sql(table: str) -> str:
     """Typed TPC-H rows of ``table`` with load metadata, as silver holds them (deduplicated by key)."""
-    spec = TPCH[table]
+    spec = TABLES[table]
     columns = ", ".join(spec.column_names)
     # Below scale 0.01 dbgen repeats (ps_partkey, ps_suppkey) pairs: silver keeps one row per key.
     rows = f"(SELECT DISTINCT ON ({', '.join(spec.key)}) * FROM {table})"
@@ -58,7 +60,7 @@ def silver_sql(table: str) -> str:
 
 def bronze_sql(table: str) -> str:
     """TPC-H rows of ``table`` as text with load metadata, as bronze holds them."""
-    spec = TPCH[table]
+    spec = TABLES[table]
     columns = ", ".join(f"{c}::VARCHAR AS {c}" for c in spec.column_names)
     return f"SELECT {columns}, {_meta(table, _batch_date(table))}, NULL::VARCHAR AS _error FROM {table}"
 
@@ -140,7 +142,7 @@ class Lakehouse:
 
     def batch_rows(self, identifier: str, sql: str) -> pa.Table:
         """Rows of ``sql`` (over the TPC-H source tables) cast to the schema of ``identifier``."""
-        definition = next(t for t in all_tables() if t.identifier == identifier)
+        definition = next(t for t in REGISTRY.definitions() if t.identifier == identifier)
         return arrow_for(definition, self.tpch, sql)
 
 
@@ -149,17 +151,19 @@ def build_lakehouse(root: Path, tables: Sequence[str] = LOAD_ORDER) -> Lakehouse
     root.mkdir(parents=True, exist_ok=True)
     (root / "wh").mkdir(exist_ok=True)
     catalog = SqlCatalog("t", uri=f"sqlite:///{root}/c.db", warehouse=f"file://{root}/wh")
-    ensure_tables(catalog, all_tables())
+    ensure_tables(catalog, REGISTRY.definitions())
     tpch = duckdb.connect()
     extension = next(Path(duckdb_extension_tpch.__file__).parent.glob("extensions/*/tpch.duckdb_extension"))
     tpch.load_extension(str(extension))
     tpch.execute("CALL dbgen(sf = 0.001)")
     for name in tables:
-        catalog.load_table(f"bronze.{name}").append(arrow_for(bronze_table(name), tpch, bronze_sql(name)))
-        catalog.load_table(f"silver.{name}").append(arrow_for(silver_table(name), tpch, silver_sql(name)))
+        spec = TABLES[name]
+        catalog.load_table(f"bronze.{name}").append(arrow_for(bronze_table(spec), tpch, bronze_sql(name)))
+        catalog.load_table(f"silver.{name}").append(arrow_for(silver_table(spec), tpch, silver_sql(name)))
     if set(LOAD_ORDER) <= set(tables):
         for name, sql in GOLD_SQL.items():
-            catalog.load_table(f"gold.{name}").append(arrow_for(GOLD_TABLES[name], tpch, sql))
+            definition = REGISTRY.model(f"gold.{name}").definition
+            catalog.load_table(f"gold.{name}").append(arrow_for(definition, tpch, sql))
     busy_day = tpch.sql(
         "SELECT o_orderdate FROM orders GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
     ).fetchone()
@@ -171,3 +175,9 @@ def build_lakehouse(root: Path, tables: Sequence[str] = LOAD_ORDER) -> Lakehouse
 def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Lakehouse:
     """Every table, filled with good TPC-H data (shared: write bad data to branches only)."""
     return build_lakehouse(tmp_path_factory.mktemp("lakehouse"))
+
+
+@pytest.fixture(scope="session")
+def contracts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every gated table's contract, derived from the bundled declarations, by table."""
+    return write_contracts(REGISTRY, tmp_path_factory.mktemp("contracts"))

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from checks.datasource import main, write_datasource
-from checks.gate import contract_path
 from tests.checks.conftest import Lakehouse, build_lakehouse, silver_sql
 
 SODA = Path(sys.executable).parent / "soda"
@@ -39,8 +38,10 @@ def test_written_data_source_names_the_lakehouse_database(small: Lakehouse, tmp_
     ]
 
 
-def test_soda_cli_passes_good_data_and_fails_bad_data(small: Lakehouse, tmp_path: Path) -> None:
-    contract = contract_path("silver.nation")
+def test_soda_cli_passes_good_data_and_fails_bad_data(
+    small: Lakehouse, tmp_path: Path, contracts: dict[str, Path]
+) -> None:
+    contract = contracts["silver.nation"]
     good = soda_verify(contract, write_datasource(small.catalog, tmp_path / "good"))
     assert good.returncode == 0, good.stdout + good.stderr
 
@@ -50,7 +51,7 @@ def test_soda_cli_passes_good_data_and_fails_bad_data(small: Lakehouse, tmp_path
     small.table("silver.nation").append(rows)
     bad = soda_verify(contract, write_datasource(small.catalog, tmp_path / "bad"))
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    assert "n_regionkey exists in silver region" in bad.stdout + bad.stderr
+    assert "n_regionkey exists in silver.region" in bad.stdout + bad.stderr
 
 
 def test_module_entry_point_writes_the_data_source(
@@ -60,5 +61,6 @@ def test_module_entry_point_writes_the_data_source(
     monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
     assert main([]) == 0
     assert (home / "soda" / "datasource.yml").is_file()
+    assert (home / "contracts" / "silver" / "nation.yml").is_file()
     assert main(["--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "lakehouse.duckdb").is_file()

@@ -1,13 +1,12 @@
-"""Reports of gate results: JSON, self-contained HTML, the index of runs and markdown."""
+"""Reports of gate results as data (one JSON file per verification, one per run) and as markdown."""
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from checks.report import render_markdown, write_index, write_reports
+from checks.report import render_markdown, write_report, write_run
 from checks.result import CheckOutcome, GateResult
 from checks.samples import FailedRows
 
@@ -33,7 +32,7 @@ def result(table: str, passed: bool, run_id: str = "run-1", started: datetime = 
         )
     return GateResult(
         table=table,
-        contract=Path("checks/contracts/silver/orders.yml"),
+        contract=Path(".lakehouse/contracts/silver/orders.yml"),
         snapshot_id=42,
         batches=(date(2024, 1, 2),),
         passed=passed,
@@ -47,12 +46,17 @@ def result(table: str, passed: bool, run_id: str = "run-1", started: datetime = 
     )
 
 
-def test_json_and_html_are_written_under_run_date_and_run_id(tmp_path: Path) -> None:
-    files = write_reports(result("silver.orders", passed=False), tmp_path)
+def test_every_verification_of_a_run_is_written_as_its_own_json_file(tmp_path: Path) -> None:
+    path = write_report(result("silver.orders", passed=False, run_id="new/run"), tmp_path)
+    later = write_report(
+        result("silver.orders", passed=True, run_id="new/run", started=STARTED + timedelta(minutes=1)),
+        tmp_path,
+    )
 
-    assert files.json == tmp_path / "2026-03-04" / "run-1" / "silver.orders.json"
-    data = json.loads(files.json.read_text())
-    assert data["passed"] is False
+    assert path.parent == later.parent == tmp_path / "runs" / "new_run" / "gates"
+    assert path.name == "silver.orders.20260304T050607000000Z.json" and later != path
+    data = json.loads(path.read_text())
+    assert data["passed"] is False and json.loads(later.read_text())["passed"] is True
     assert data["batches"] == ["2024-01-02"]
     failed = data["checks"][1]
     assert (failed["name"], failed["outcome"], failed["threshold"], failed["measured"]) == (
@@ -66,36 +70,11 @@ def test_json_and_html_are_written_under_run_date_and_run_id(tmp_path: Path) -> 
         "rows": [["-12.50", "1"], ["<b>", None]],
     }
 
-    page = files.html.read_text()
-    assert page.startswith("<!DOCTYPE html>")
-    assert not re.search(r"<script|<link|src=|https?://", page)
-    assert "o_totalprice: o_totalprice is not negative" in page
-    assert "<td>-12.50</td>" in page
-    assert "&lt;b&gt;" in page and "<b>" not in page
 
-
-def test_index_lists_runs_newest_first_with_pass_fail_per_table(tmp_path: Path) -> None:
-    write_reports(result("silver.orders", passed=True, run_id="old"), tmp_path)
-    later = STARTED + timedelta(days=1)
-    write_reports(result("silver.orders", passed=False, run_id="new/run", started=later), tmp_path)
-    write_reports(result("silver.customer", passed=True, run_id="new/run", started=later), tmp_path)
-
-    page = (tmp_path / "index.html").read_text()
-    assert page.index("2026-03-05 · run new_run") < page.index("2026-03-04 · run old")
-    assert (
-        '<a href="2026-03-05/new_run/silver.orders.html">silver.orders</a></td><td class="failed">failed'
-        in page
-    )
-    assert (
-        '<a href="2026-03-05/new_run/silver.customer.html">silver.customer</a></td><td class="passed">'
-        in page
-    )
-    assert "2 tables, 1 not passed" in page
-    assert "1 tables, all passed" in page
-
-
-def test_index_of_an_empty_directory_says_so(tmp_path: Path) -> None:
-    assert "No reports yet." in write_index(tmp_path).read_text()
+def test_the_run_record_goes_beside_its_verifications(tmp_path: Path) -> None:
+    path = write_run({"run_id": "new/run", "flow": "daily", "started": STARTED}, tmp_path)
+    assert path == tmp_path / "runs" / "new_run" / "run.json"
+    assert json.loads(path.read_text()) == {"run_id": "new/run", "flow": "daily", "started": str(STARTED)}
 
 
 def test_markdown_lists_failed_checks_first() -> None:

@@ -14,9 +14,9 @@ from pyiceberg.catalog import Catalog
 
 from lakehouse.catalog import open_catalog
 from lakehouse.landing import LandingZone
-from lakehouse.seed import seed
 from lakehouse.settings import Settings
-from lakehouse.tables import LOAD_ORDER
+from tests.declared import LOAD_ORDER, seed
+from tests.declared import TPCH as TPCH_SOURCE
 
 START = date(1995, 3, 1)
 DAYS = 6
@@ -32,7 +32,7 @@ class Landing:
 
 
 def make_landing(root: Path, *, anomalies: bool, changes: bool) -> Landing:
-    zone = LandingZone(str(root / "landing"))
+    zone = LandingZone(str(root / "landing"), TPCH_SOURCE)
     seed(
         zone, scale=0.01, start=START, days=DAYS, anomalies=anomalies, changes=changes, workdir=root / "work"
     )
@@ -89,7 +89,7 @@ def landed(landing: Landing, table: str) -> pl.DataFrame:
 
 def negative_prices(landing: Landing, root: Path, first: date, bad_day: date) -> Landing:
     """Days ``first`` and ``bad_day`` of ``landing``, most lineitem prices of ``bad_day`` negative."""
-    zone = LandingZone(str(root / "landing"))
+    zone = LandingZone(str(root / "landing"), TPCH_SOURCE)
     for name in LOAD_ORDER:
         for f in landing.zone.files(name, [first, bad_day]):
             data = Path(f.path).read_bytes()

@@ -9,6 +9,7 @@ import pytest
 from flows.daily import daily
 from flows.runner import RunFailed
 from lakehouse.landing import LandingZone
+from tests.declared import TPCH as TPCH_SOURCE
 from tests.flows.conftest import Landing, content
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -22,7 +23,7 @@ def test_rerun_after_a_failure_skips_completed_steps_and_converges(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # a copy of the landing zone whose first lineitem file is unreadable (a column is missing)
-    zone = LandingZone(str(tmp_path / "landing"))
+    zone = LandingZone(str(tmp_path / "landing"), TPCH_SOURCE)
     broken = clean_landing.zone.files("lineitem", clean_landing.dates)[0]
     for name in ("region", "nation", "part", "supplier", "partsupp", "customer", "orders", "lineitem"):
         for f in clean_landing.zone.files(name, clean_landing.dates):

@@ -14,9 +14,9 @@ from flows.backfill import backfill
 from flows.daily import daily
 from flows.runner import RunFailed
 from lakehouse.publish import promoted
-from lakehouse.seed import read_report
 from lakehouse.settings import Settings
-from lakehouse.tables import LOAD_ORDER, TPCH
+from tests.declared import LOAD_ORDER, read_report
+from tests.declared import TABLES as SPECS
 from tests.flows.conftest import Landing, content, landed, negative_prices
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -96,8 +96,8 @@ def test_silver_query_equals_the_same_query_on_landed_files(clean_landing: Landi
     for name in ("orders", "lineitem"):
         raw = landed(clean_landing, name)
         casts = [
-            pl.col(c.name).cast(pl.Decimal(15, 2)) if c.type == "decimal" else pl.col(c.name)
-            for c in TPCH[name].columns
+            pl.col(c.name).cast(pl.Decimal(15, 2)) if c.kind == "decimal" else pl.col(c.name)
+            for c in SPECS[name].columns
         ]
         files.register(name, raw.with_columns(casts).to_arrow())
     assert silver.sql(query).fetchall() == files.sql(query).fetchall()
@@ -152,7 +152,7 @@ def test_a_batch_breaking_its_contract_publishes_nothing_downstream(
     assert bad_day.isoformat() in promoted(catalog.load_table("silver.orders"))
     reports = [
         json.loads(p.read_text(encoding="utf-8"))
-        for p in Path(Settings().reports_dir).glob("*/*/silver.lineitem.json")
+        for p in Path(Settings().reports_dir).glob("runs/*/gates/silver.lineitem.*.json")
     ]
     assert [r["passed"] for r in reports].count(False) == 1
     report = next(r for r in reports if not r["passed"])

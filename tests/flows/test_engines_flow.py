@@ -8,15 +8,14 @@ import pytest
 from pyiceberg.catalog import Catalog
 
 from flows.daily import daily, main
-from lakehouse.tables import GOLD_TABLES, LOAD_ORDER, PROP_ENGINE, PROP_ENGINE_REASON
+from lakehouse.tables import PROP_ENGINE, PROP_ENGINE_REASON
 from tests.conftest import SPARK_MASTER, TEST_CONF
+from tests.declared import LOAD_ORDER, REGISTRY
 from tests.flows.conftest import Landing, content
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.usefixtures("prefect_harness", "spark")]
 COMPUTED = (
-    [f"silver.{t}" for t in LOAD_ORDER]
-    + [f"quarantine.{t}" for t in LOAD_ORDER]
-    + [f"gold.{t}" for t in GOLD_TABLES]
+    [f"silver.{t}" for t in LOAD_ORDER] + [f"quarantine.{t}" for t in LOAD_ORDER] + list(REGISTRY.models)
 )
 
 

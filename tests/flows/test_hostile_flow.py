@@ -17,7 +17,9 @@ from pyiceberg.catalog import Catalog
 
 from flows.daily import daily
 from lakehouse.landing import LandingZone
-from lakehouse.tables import LOAD_ORDER, ROW_NUMBER, RULE, SOURCE_FILE
+from lakehouse.tables import ROW_NUMBER, RULE, SOURCE_FILE
+from tests.declared import LOAD_ORDER
+from tests.declared import TPCH as TPCH_SOURCE
 from tests.fixtures.hostile.corpus import TABLE, corpus, csv_bytes, land, matches, order
 from tests.flows.conftest import Landing
 
@@ -57,7 +59,7 @@ def test_a_daily_run_quarantines_every_bad_file_and_row_and_loads_the_rest(
 ) -> None:
     monkeypatch.setenv("LAKEHOUSE_QUARANTINE_MAX_SHARE", "0.9")
     day = clean_landing.dates[0]
-    zone = LandingZone(str(tmp_path / "landing"))
+    zone = LandingZone(str(tmp_path / "landing"), TPCH_SOURCE)
     real: dict[str, list[str]] = {}
     for name in LOAD_ORDER:  # the first batch as landed: every reference snapshot and that day's facts
         for f in clean_landing.zone.files(name, [day]):

@@ -21,12 +21,12 @@ from flows.daily import daily
 from flows.metrics import metrics_file, record_run, render_markdown
 from flows.runner import RunFailed, RunSummary, open_lakehouse, process
 from lakehouse.catalog import ensure_tables, open_catalog
-from lakehouse.landing import LandingZone
-from lakehouse.pipeline import GOLD_INPUTS, Lakehouse, RunInfo, StepResult
+from lakehouse.pipeline import Lakehouse, RunInfo, StepResult
 from lakehouse.publish import audit_branch, write_audited
 from lakehouse.settings import Settings
-from lakehouse.tables import FOREIGN_KEYS, LOAD_ORDER, bronze_table, quarantine_table, silver_table
+from lakehouse.tables import bronze_table, quarantine_table, silver_table
 from tasks import lineage
+from tests.declared import LOAD_ORDER, REGISTRY, TABLES
 from tests.flows.conftest import Landing, landed, negative_prices
 
 Events = Callable[[], list[dict[str, Any]]]
@@ -67,10 +67,10 @@ def daily_with_metrics(day: date | None = None) -> Path:
     try:
         process(lh, settings, [day] if day else lh.zone.batches(), summary)
     finally:
-        path = record_run(settings, lh, summary, started, datetime.now(UTC))
+        record_run(settings, lh, summary, started, datetime.now(UTC))
     if summary.failures:
         raise RunFailed("; ".join(summary.failures))
-    return path
+    return metrics_file(settings)
 
 
 def _by_job(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -133,7 +133,7 @@ def test_a_daily_run_emits_start_and_complete_for_every_write(
             assert assertions and all(a["success"] for a in assertions), table
 
     lineitem = complete["silver.lineitem"]
-    parents = [f"silver.{p}" for p, _ in FOREIGN_KEYS["lineitem"].values()]
+    parents = REGISTRY.parents(TABLES["lineitem"])
     assert _names(lineitem["inputs"]) == ["bronze.lineitem", *parents]
     assert _names(lineitem["outputs"]) == ["silver.lineitem", "quarantine.lineitem"]
     bronze = complete["bronze.lineitem"]
@@ -143,7 +143,7 @@ def test_a_daily_run_emits_start_and_complete_for_every_write(
     assert bronze["inputs"][0]["inputFacets"]["inputStatistics"]["rowCount"] == lineitems
     # gold reads what silver and gold wrote in the same run: the versions chain
     revenue = complete["gold.daily_revenue"]
-    assert _names(revenue["inputs"]) == list(GOLD_INPUTS["daily_revenue"])
+    assert _names(revenue["inputs"]) == REGISTRY.upstream("gold.daily_revenue")
     versions = {d["name"]: d["facets"]["version"]["datasetVersion"] for d in revenue["inputs"]}
     for name, version in versions.items():
         assert version == str(results[name].snapshot_id), name
@@ -199,9 +199,9 @@ def test_a_failing_gate_emits_fail_with_the_failing_checks(
     assert "version" not in output["facets"]  # nothing was published
     # what depends on silver.lineitem did not run; silver.orders of that day was published
     blocked = {"silver.lineitem"}
-    for name, inputs in GOLD_INPUTS.items():  # in build order
-        if blocked.intersection(inputs):
-            blocked.add(f"gold.{name}")
+    for model in REGISTRY.models:  # in build order
+        if blocked.intersection(REGISTRY.upstream(model)):
+            blocked.add(model)
     assert blocked - {"silver.lineitem"}, "some gold table reads silver.lineitem"
     assert not [t for t in blocked if f"daily.{t}" in jobs and t != "silver.lineitem"]
     assert [e["eventType"] for e in jobs["daily.silver.orders"]] == ["START", "COMPLETE"]
@@ -223,9 +223,12 @@ def test_the_metrics_line_of_a_run(tmp_path: Path) -> None:
     """Bytes come from the published snapshots' summaries; durations from the timed steps."""
     settings = Settings()
     catalog = open_catalog(settings)
-    ensure_tables(catalog, [bronze_table("orders"), silver_table("orders"), quarantine_table("orders")])
+    ensure_tables(
+        catalog,
+        [bronze_table(TABLES["orders"]), silver_table(TABLES["orders"]), quarantine_table(TABLES["orders"])],
+    )
     lh = Lakehouse(
-        catalog, LandingZone(str(tmp_path / "landing")), RunInfo(str(uuid.uuid4()), "backfill", "abc123")
+        catalog, REGISTRY, str(tmp_path / "landing"), RunInfo(str(uuid.uuid4()), "backfill", "abc123")
     )
     day = date(1995, 3, 1)
     started = datetime.now(UTC)
@@ -248,10 +251,12 @@ def test_the_metrics_line_of_a_run(tmp_path: Path) -> None:
         steps=[StepResult("bronze.orders", (day,), 1, 1, 0, staged.snapshot_id)],
         failures={"silver.orders 1995-03-01..1995-03-01": "boom"},
     )
-    path = record_run(settings, lh, summary, started, datetime.now(UTC))
+    returned = record_run(settings, lh, summary, started, datetime.now(UTC))
 
+    path = metrics_file(settings)
     assert path == settings.home / "metrics" / "runs.jsonl"
     (record,) = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert record == json.loads(json.dumps(returned, default=str))
     size = int(
         table.refresh().snapshot_by_id(staged.snapshot_id).summary.additional_properties["added-files-size"]
     )
@@ -273,6 +278,7 @@ def test_the_metrics_line_of_a_run(tmp_path: Path) -> None:
     bronze, silver = record["steps"]
     assert bronze["task"] == "bronze.orders" and bronze["status"] == "completed"
     assert bronze["bytes_written"] == size and bronze["snapshot_id"] == staged.snapshot_id
+    assert bronze["engine"] == "polars"
     assert silver["task"] == "silver.orders" and silver["status"] == "failed" and silver["error"] == "boom"
     assert "| bronze | 1 | 0 | 1 | 1 | 0 | 1 | 1 |" in render_markdown(record)
     record_run(settings, lh, summary, started, datetime.now(UTC))

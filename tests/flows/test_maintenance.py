@@ -22,8 +22,8 @@ from flows.maintenance import main, maintenance, writes_in_flight
 from flows.runner import RunFailed
 from lakehouse.catalog import open_catalog
 from lakehouse.settings import Settings
-from lakehouse.tables import all_tables
 from tasks.maintenance import TableState
+from tests.declared import REGISTRY
 from tests.flows.conftest import Landing
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -63,7 +63,7 @@ def test_maintenance_compacts_expires_and_removes_orphans_without_changing_conte
     monkeypatch.setenv("LAKEHOUSE_CHUNK_DAYS", "3")  # two commits per table after the empty one
     catalog = use_home(clean_landing)
     daily()
-    tables = [t.identifier for t in all_tables()]
+    tables = [t.identifier for t in REGISTRY.definitions()]
 
     # an abandoned write (e.g. Spark files whose commit never happened) left a data file behind
     orders = catalog.load_table("silver.orders")

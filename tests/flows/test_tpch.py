@@ -31,10 +31,9 @@ from flows.backfill import backfill
 from flows.daily import daily
 from lakehouse.catalog import open_catalog
 from lakehouse.landing import LandingZone
-from lakehouse.seed import seed
 from lakehouse.settings import Settings
-from lakehouse.tables import LOAD_ORDER, TPCH
-from lakehouse.transforms.star import TRACKED
+from tests.declared import LOAD_ORDER, REGISTRY, TABLES, seed
+from tests.declared import TPCH as TPCH_SOURCE
 
 pytestmark = [pytest.mark.slow]
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class Backfilled:
 @pytest.fixture(scope="module")
 def backfilled(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[Backfilled]:
     root = tmp_path_factory.mktemp("tpch")
-    zone = LandingZone(str(root / "landing"))
+    zone = LandingZone(str(root / "landing"), TPCH_SOURCE)
     report = seed(zone, scale=SCALE, anomalies=False, changes=False, workdir=root / "work")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("LAKEHOUSE_HOME", str(root / "home"))
@@ -86,7 +85,7 @@ def silver(backfilled: Backfilled) -> duckdb.DuckDBPyConnection:
     """The silver tables (TPC-H columns only) registered as Arrow tables under their TPC-H names."""
     con = tpch_connection()
     for name in LOAD_ORDER:
-        columns = tuple(TPCH[name].column_names)
+        columns = tuple(TABLES[name].column_names)
         con.register(
             name, backfilled.catalog.load_table(f"silver.{name}").scan(selected_fields=columns).to_arrow()
         )
@@ -106,7 +105,9 @@ def landed(backfilled: Backfilled) -> duckdb.DuckDBPyConnection:
             if paths[0].endswith(".parquet")
             else f"read_csv([{files}], all_varchar = true, header = true)"
         )
-        columns = ", ".join(f"CAST({c.name} AS {SQL_TYPES[c.type]}) AS {c.name}" for c in TPCH[name].columns)
+        columns = ", ".join(
+            f"CAST({c.name} AS {SQL_TYPES[c.kind]}) AS {c.name}" for c in TABLES[name].columns
+        )
         con.execute(f"CREATE TABLE {name} AS SELECT {columns} FROM {source}")
     return con
 
@@ -218,7 +219,7 @@ def test_gold_reconciles_with_silver_and_pricing_summary_answers_q1(
 def test_customer_change_sets_become_scd2_versions_that_sales_resolve_as_of_their_date(
     tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    zone = LandingZone(str(tmp_path / "landing"))
+    zone = LandingZone(str(tmp_path / "landing"), TPCH_SOURCE)
     report = seed(zone, scale=SCALE, days=121, anomalies=False, changes=True, workdir=tmp_path / "work")
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LAKEHOUSE_LANDING_URI", zone.uri)
@@ -229,7 +230,7 @@ def test_customer_change_sets_become_scd2_versions_that_sales_resolve_as_of_thei
 
     # one version per customer from the snapshot, one more per landed change (each changes something)
     changed = pl.concat(
-        pl.read_ndjson(f.path, schema=dict.fromkeys(TPCH["customer"].column_names, pl.String)).select(
+        pl.read_ndjson(f.path, schema=dict.fromkeys(TABLES["customer"].column_names, pl.String)).select(
             pl.col("c_custkey").cast(pl.Int64), pl.lit(f.batch).alias("valid_from")
         )
         for f in zone.files("customer", change_days)
@@ -238,10 +239,18 @@ def test_customer_change_sets_become_scd2_versions_that_sales_resolve_as_of_thei
     assert isinstance(dim, pl.DataFrame)
     snapshot = {(k, report.start) for k in range(1, 1501)}
     assert set(dim.select("c_custkey", "valid_from").iter_rows()) == snapshot | set(changed.iter_rows())
-    current = dim.filter("is_current").select("c_custkey", *TRACKED).sort("c_custkey")
+    current = (
+        dim.filter("is_current")
+        .select("c_custkey", *REGISTRY.model("gold.dim_customer").materialization.tracked)
+        .sort("c_custkey")
+    )
     customers = pl.from_arrow(catalog.load_table("silver.customer").scan().to_arrow())
     assert isinstance(customers, pl.DataFrame)
-    assert current.equals(customers.select("c_custkey", *TRACKED).sort("c_custkey"))
+    assert current.equals(
+        customers.select("c_custkey", *REGISTRY.model("gold.dim_customer").materialization.tracked).sort(
+            "c_custkey"
+        )
+    )
 
     con = duckdb.connect()
     con.register("fct_sales", catalog.load_table("gold.fct_sales").scan().to_arrow())

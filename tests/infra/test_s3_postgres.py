@@ -23,7 +23,7 @@ import json, sys
 import polars as pl
 from lakehouse.catalog import open_catalog
 from lakehouse.settings import Settings
-from lakehouse.tables import LOAD_ORDER
+from tests.declared import LOAD_ORDER
 catalog = open_catalog(Settings())
 out = {}
 for name in [f"silver.{t}" for t in LOAD_ORDER] + [f"quarantine.{t}" for t in LOAD_ORDER]:

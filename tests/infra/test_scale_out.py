@@ -45,9 +45,10 @@ from infra.stack import (
 )
 from lakehouse.engines.spark import spark_unavailable
 from lakehouse.landing import LandingZone
-from lakehouse.seed import seed
-from lakehouse.tables import GOLD_TABLES, LOAD_ORDER, PROP_ENGINE
+from lakehouse.tables import PROP_ENGINE
 from tests.conftest import TEST_CONF
+from tests.declared import LOAD_ORDER, REGISTRY, seed
+from tests.declared import TPCH as TPCH_SOURCE
 from tests.flows.conftest import content
 from tests.reliability.harness import ROOT, Home
 
@@ -56,9 +57,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.spark]
 START = date(1995, 3, 4)  # two of the three days get anomalies
 DAYS = 3
 COMPUTED = (
-    [f"silver.{t}" for t in LOAD_ORDER]
-    + [f"quarantine.{t}" for t in LOAD_ORDER]
-    + [f"gold.{t}" for t in GOLD_TABLES]
+    [f"silver.{t}" for t in LOAD_ORDER] + [f"quarantine.{t}" for t in LOAD_ORDER] + list(REGISTRY.models)
 )
 CLUSTER_CONF = {
     **TEST_CONF,
@@ -101,7 +100,7 @@ def api_url(root: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def landing(root: Path) -> str:
-    zone = LandingZone(str(root / "landing"))
+    zone = LandingZone(str(root / "landing"), TPCH_SOURCE)
     seed(zone, scale=0.01, start=START, days=DAYS, workdir=root / "tpchgen")
     return zone.uri
 

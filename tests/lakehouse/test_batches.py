@@ -10,6 +10,7 @@ from lakehouse.batches import chunks, format_ranges, parse_ranges, runs
 from lakehouse.catalog import RetryingSqlCatalog, embedded_default, ensure_tables
 from lakehouse.files import MAX_RANGES, batch_filter
 from lakehouse.tables import bronze_table
+from tests.declared import TABLES
 
 
 def test_ranges_round_trip_and_collapse_consecutive_days() -> None:
@@ -53,7 +54,7 @@ def test_runs_are_consecutive_days() -> None:
 def region(tmp_path: Path) -> Table:
     """bronze.region holding one row per day of 1995 and January 1996, in monthly partitions."""
     catalog = RetryingSqlCatalog("t", **embedded_default(tmp_path))
-    spec = bronze_table("region")
+    spec = bronze_table(TABLES["region"])
     ensure_tables(catalog, [spec])
     table = catalog.load_table(spec.identifier)
     days = [date(1995, 1, 1) + timedelta(days=n) for n in range(396)]

@@ -121,36 +121,59 @@ def test_snapshots_partitions_history(table: Table) -> None:
         assert run(command, "silver.t").exit_code == 0
 
 
-def test_checks_reads_gate_reports(table: Table, home: Path) -> None:
-    def report(day: str, run_id: str, name: str, body: str) -> None:
-        path = home / "reports" / day / run_id / f"{name}.json"
+def test_checks_reads_every_verification_of_every_run(table: Table, home: Path) -> None:
+    def report(run_id: str, name: str, body: str) -> None:
+        path = home / "reports" / "runs" / run_id / "gates" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body)
 
+    def gate(run_id: str, passed: bool, snapshot: int, finished: str, batches: list[str]) -> str:
+        return json.dumps(
+            {"table": "silver.t", "passed": passed, "run_id": run_id, "snapshot_id": snapshot}
+            | {"finished": finished, "batches": batches}
+        )
+
+    # two chunks of one run: both verifications are kept, the failed early one included
     report(
-        "2024-01-02", "run2", "silver.t", json.dumps({"table": "silver.t", "passed": False, "snapshot_id": 2})
+        "run_1", "silver.t.1.json", gate("run/1", False, 1, "2024-01-01T10:00Z", ["1995-01-01", "1995-01-02"])
     )
-    first = {
-        "table": "silver.t",
-        "passed": True,
-        "run_id": "run/1",
-        "snapshot_id": 1,
-        "finished": "2024-01-01T10:00Z",
-    }
-    report("2024-01-01", "run_1", "silver.t", json.dumps(first))
-    report("2024-01-03", "run3", "silver.t", "{not json")
-    report("2024-01-01", "run1", "silver.other", json.dumps({"table": "silver.other", "passed": True}))
+    report("run_1", "silver.t.2.json", gate("run/1", True, 2, "2024-01-01T10:05Z", ["1995-01-03"]))
+    report("run2", "silver.t.3.json", gate("run2", True, 3, "2024-01-02T10:00Z", ["1996-01-01"]))
+    report("run3", "silver.t.4.json", "{not json")
+    report("run1", "silver.other.1.json", json.dumps({"table": "silver.other", "passed": True}))
 
     rows = out_json(run("checks", "silver.t", "--json"))
 
-    assert [(r["date"], r["run_id"], r["passed"], r["snapshot_id"]) for r in rows] == [
-        ("2024-01-01", "run/1", True, 1),
-        ("2024-01-02", "run2", False, 2),
-        ("2024-01-03", "run3", None, None),
+    assert [(r["run_id"], r["batches"], r["passed"], r["snapshot_id"]) for r in rows] == [
+        ("run/1", "1995-01-01..1995-01-02", False, 1),
+        ("run/1", "1995-01-03", True, 2),
+        ("run2", "1996-01-01", True, 3),
+        ("run3", None, None, None),
     ]
-    assert rows[0]["finished"] == "2024-01-01T10:00Z" and rows[2]["error"]
+    assert rows[0]["finished"] == "2024-01-01T10:00Z" and rows[3]["error"]
     result = run("checks", "silver.t")
     assert result.exit_code == 0 and "run2" in result.stdout
+
+
+def test_tables_piped_through_grep_keeps_ids_whole(catalog: Catalog) -> None:
+    long_ids = ["silver.lineitem", "silver.a_table_with_a_rather_long_name_that_used_to_fold_at_80_columns"]
+    for table_id in long_ids:
+        catalog.create_table(table_id, SCHEMA)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH", "LINES")}
+    for table_id in long_ids:
+        # the table goes to a pipe, not a terminal: rich would fold it at 80 columns
+        piped = subprocess.run(
+            f"{sys.executable} -m lakehouse tables | grep -F {table_id}",
+            shell=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert piped.returncode == 0, piped.stderr
+        (line,) = piped.stdout.splitlines()
+        assert f" {table_id} " in line
 
 
 def test_rollback_by_id_and_by_time(table: Table) -> None:

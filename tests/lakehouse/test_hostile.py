@@ -37,12 +37,13 @@ from lakehouse.tables import (
     ROW_NUMBER,
     RULE,
     SOURCE_FILE,
-    TPCH,
     TableDef,
     bronze_table,
     quarantine_table,
     silver_table,
 )
+from tests.declared import REGISTRY, TABLES
+from tests.declared import TPCH as TPCH_SOURCE
 from tests.fixtures.hostile.corpus import (
     COLUMNS,
     HUGE,
@@ -114,19 +115,19 @@ def _catalog(root: Path, tables: list[TableDef]) -> Catalog:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     root = tmp_path_factory.mktemp("hostile")
-    zone = LandingZone(str(root / "landing"))
+    zone = LandingZone(str(root / "landing"), TPCH_SOURCE)
     land_parents(zone, DAY)
     land(zone, DAY, KINDS, root / "outside")
-    tables = [make(n) for n in LOADED for make in (bronze_table, quarantine_table, silver_table)]
+    tables = [make(TABLES[n]) for n in LOADED for make in (bronze_table, quarantine_table, silver_table)]
     catalog = _catalog(root, tables)
-    lh = Lakehouse(catalog, zone, RunInfo("hostile-run", "test", "dev"))
+    lh = Lakehouse(catalog, REGISTRY, zone.uri, RunInfo("hostile-run", "test", "dev"))
     handler = _Records()
     logger = logging.getLogger("lakehouse")
     logger.addHandler(handler)
     try:
         for name in LOADED:
-            load_bronze(lh, name, [DAY], None)
-            build_silver(lh, name, [DAY], None)
+            load_bronze(lh, f"bronze.{name}", [DAY], None)
+            build_silver(lh, f"silver.{name}", [DAY], None)
     finally:
         logger.removeHandler(handler)
     yield Run(
@@ -223,7 +224,7 @@ def test_good_rows_of_the_batch_all_reach_silver(run: Run) -> None:
 def test_unknown_tables_and_path_like_partitions_are_never_read(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    zone = LandingZone(str(tmp_path / "landing"))
+    zone = LandingZone(str(tmp_path / "landing"), TPCH_SOURCE)
     zone.write(TABLE, DAY, "orders.csv", csv_bytes([order(1)]))
     source = tmp_path / "landing" / "tpch"
     odd = [
@@ -262,7 +263,7 @@ def test_a_partition_linked_outside_the_zone_is_rejected_file_by_file(tmp_path: 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "orders.csv").write_bytes(csv_bytes([order(1)]))
-    zone = LandingZone(str(tmp_path / "landing"))
+    zone = LandingZone(str(tmp_path / "landing"), TPCH_SOURCE)
     (tmp_path / "landing" / "tpch" / TABLE).mkdir(parents=True)
     (tmp_path / "landing" / "tpch" / TABLE / f"dt={DAY}").symlink_to(outside)
     (landed,) = zone.files(TABLE, [DAY])
@@ -277,7 +278,7 @@ def _landed(zone: LandingZone, name: str, data: bytes) -> LandedFile:
 
 
 def test_files_over_the_size_limit_are_rejected_unread(tmp_path: Path) -> None:
-    zone = LandingZone(str(tmp_path), limits=ReadLimits(max_file_bytes=100))
+    zone = LandingZone(str(tmp_path), TPCH_SOURCE, limits=ReadLimits(max_file_bytes=100))
     landed = _landed(zone, "big.csv", csv_bytes([order(1), order(2)]))
     with pytest.raises(UnreadableFileError, match=r"big\.csv: file too large: \d+ bytes \(limit 100\)"):
         parse_landed(zone, landed)
@@ -286,7 +287,7 @@ def test_files_over_the_size_limit_are_rejected_unread(tmp_path: Path) -> None:
 def test_parquet_decompressing_beyond_the_limit_is_rejected(tmp_path: Path) -> None:
     rows = [order(1, o_comment="y" * 5000) for _ in range(20)]
     data = parquet_bytes(pa.table({c: [r[c] for r in rows] for c in COLUMNS}))
-    zone = LandingZone(str(tmp_path), limits=ReadLimits(max_file_bytes=len(data) + 1000))
+    zone = LandingZone(str(tmp_path), TPCH_SOURCE, limits=ReadLimits(max_file_bytes=len(data) + 1000))
     landed = _landed(zone, "bomb.parquet", data)
     with pytest.raises(UnreadableFileError, match=r"decompresses to \d+ bytes"):
         parse_landed(zone, landed)
@@ -301,16 +302,16 @@ def test_chunked_reading_numbers_rows_across_chunks(tmp_path: Path, suffix: str)
         ".jsonl": jsonl_bytes(rows),
         ".parquet": parquet_bytes(pa.table({c: [r[c] for r in rows] for c in COLUMNS})),
     }[suffix]
-    zone = LandingZone(str(tmp_path), limits=ReadLimits(max_field_chars=20, chunk_rows=3))
+    zone = LandingZone(str(tmp_path), TPCH_SOURCE, limits=ReadLimits(max_field_chars=20, chunk_rows=3))
     frame = read_landed(zone, _landed(zone, f"chunked{suffix}", data))
-    assert frame.columns == landed_columns(TABLE)
+    assert frame.columns == landed_columns(TABLES[TABLE])
     assert frame.get_column(ROW_NUMBER).to_list() == list(range(1, 8))
     assert frame.get_column("o_orderkey").to_list() == [str(n) for n in range(1, 8)]
     assert frame.get_column(ERROR).to_list() == [None] * 4 + ["oversized_field:o_comment"] + [None] * 2
 
 
 def test_a_file_that_vanished_fails_the_step_instead_of_being_quarantined(tmp_path: Path) -> None:
-    zone = LandingZone(str(tmp_path))
+    zone = LandingZone(str(tmp_path), TPCH_SOURCE)
     landed = _landed(zone, "gone.csv", csv_bytes([order(1)]))
     Path(landed.path).unlink()
     with pytest.raises(LandingError, match=r"gone\.csv: cannot be fetched") as info:
@@ -320,7 +321,7 @@ def test_a_file_that_vanished_fails_the_step_instead_of_being_quarantined(tmp_pa
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_a_file_without_read_permission_is_rejected(tmp_path: Path) -> None:
-    zone = LandingZone(str(tmp_path))
+    zone = LandingZone(str(tmp_path), TPCH_SOURCE)
     landed = _landed(zone, "locked.csv", csv_bytes([order(1)]))
     Path(landed.path).chmod(0)
     assert read_landed(zone, landed).get_column(ERROR).item().startswith("unreadable_file: permission denied")
@@ -332,17 +333,19 @@ def test_read_limits_must_be_positive() -> None:
 
 
 def test_a_bronze_table_from_before_error_gets_the_column(tmp_path: Path) -> None:
-    current = bronze_table("region")
+    current = bronze_table(TABLES["region"])
     old = TableDef(
         current.namespace,
         current.name,
         Schema(*(f for f in current.schema.fields if f.name != ERROR)),
-        current.partition_by_batch_month,
+        current.partition,
     )
     catalog = _catalog(tmp_path, [old])
-    zone = LandingZone(str(tmp_path / "landing"))
+    zone = LandingZone(str(tmp_path / "landing"), TPCH_SOURCE)
     zone.write("region", DAY, "region.csv", b"")  # an unreadable file: its reason must be kept
-    load_bronze(Lakehouse(catalog, zone, RunInfo("r", "test", "dev")), "region", [DAY], None)
+    load_bronze(
+        Lakehouse(catalog, REGISTRY, zone.uri, RunInfo("r", "test", "dev")), "bronze.region", [DAY], None
+    )
     rows = _rows(catalog, "bronze.region")
     assert rows.get_column(ERROR).to_list() == ["unreadable_file: empty file"]
 
@@ -373,7 +376,7 @@ CSV_CASES = [
 def test_the_native_csv_path_reads_exactly_what_the_exact_reader_reads(data: bytes) -> None:
     from lakehouse import readers  # private functions: the two paths side by side
 
-    spec = TPCH["region" if b"r_regionkey" in data[:60] else TABLE]
+    spec = TABLES["region" if b"r_regionkey" in data[:60] else TABLE]
     try:
         body, offset = readers._body(data, ".csv")
     except readers._Rejected:
@@ -390,7 +393,7 @@ def test_the_native_csv_path_reads_exactly_what_the_exact_reader_reads(data: byt
 
 def test_files_read_together_read_as_each_alone(tmp_path: Path) -> None:
     """The CSV cases, the corpus' files and an unreadable one, read in one call: each file's rows as alone."""
-    zone = LandingZone(str(tmp_path))
+    zone = LandingZone(str(tmp_path), TPCH_SOURCE)
     cases = [d for d in CSV_CASES if b"r_regionkey" in d[:60]]
     for number, data in enumerate([*cases, b"\x1f\x8b gzip", cases[0]]):
         zone.write("region", DAY, f"case-{number:02d}.csv", data)
@@ -411,10 +414,10 @@ def test_tpch_shaped_csv_takes_the_native_path() -> None:
     from lakehouse import readers
 
     good = next(k for k in KINDS if k.name == "good")
-    assert readers._csv_native([good.data], TPCH[TABLE])[1] == {0}
+    assert readers._csv_native([good.data], TABLES[TABLE])[1] == {0}
     quoted = REGION + '0,AFRICA,"lar deposits. blithely final packages cajole, regular waters"\n'
     plain = f"{REGION}0,AFRICA,x\n1,AMERICA,\n"
-    native, handled = readers._csv_native([quoted.encode(), None, plain.encode()], TPCH["region"])
+    native, handled = readers._csv_native([quoted.encode(), None, plain.encode()], TABLES["region"])
     assert handled == {0, 2}
     assert native.rows() == [
         ("0", "AFRICA", "lar deposits. blithely final packages cajole, regular waters", 1, None, 0),

@@ -28,7 +28,7 @@ SPEC = TableDef(
         NestedField(2, "v", StringType(), required=False),
         NestedField(3, BATCH_DATE, DateType(), required=False),
     ),
-    partition_by_batch_month=True,
+    partition="batch_month",
 )
 
 

@@ -15,13 +15,14 @@ from lakehouse.errors import AuditFailedError, CommitConflictError
 from lakehouse.files import batch_filter
 from lakehouse.publish import AUDIT_BRANCH_PREFIX, Staged, promoted, write_audited
 from lakehouse.tables import PROP_BATCHES, PROP_RUN_ID, bronze_table
+from tests.declared import TABLES
 
 D1, D2 = date(1995, 1, 1), date(1995, 1, 2)
 
 
 @pytest.fixture
 def table(any_catalog: Catalog) -> Table:
-    spec = bronze_table("region")
+    spec = bronze_table(TABLES["region"])
     ensure_tables(any_catalog, [spec])
     return any_catalog.load_table(spec.identifier)
 

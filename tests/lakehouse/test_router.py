@@ -20,6 +20,8 @@ from lakehouse.landing import LandingZone
 from lakehouse.router import Decision, Router, Work, choose_engine, landed_work, table_work
 from lakehouse.settings import Settings
 from lakehouse.tables import BATCH_DATE, ERROR, LOADED_AT, RUN_ID, bronze_table
+from tests.declared import TABLES
+from tests.declared import TPCH as TPCH_SOURCE
 
 D1, D2 = date(1995, 1, 1), date(1995, 2, 1)
 MISSING = "pyspark is not installed: install the spark extra"
@@ -78,7 +80,7 @@ def test_threshold_setting_default_and_override(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_landed_work_is_the_files_sizes(tmp_path: Path) -> None:
-    zone = LandingZone(str(tmp_path))
+    zone = LandingZone(str(tmp_path), TPCH_SOURCE)
     zone.write("region", D1, "a.csv", b"x" * 10)
     zone.write("region", D1, "b.csv", b"x" * 5)
     zone.write("region", D2, "c.csv", b"x" * 7)
@@ -90,7 +92,7 @@ def test_landed_work_is_the_files_sizes(tmp_path: Path) -> None:
 def test_table_work_from_manifests(tmp_path: Path) -> None:
     catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
     catalog.create_namespace("bronze")
-    definition = bronze_table("region")  # partitioned by batch month
+    definition = bronze_table(TABLES["region"])  # partitioned by batch month
     table = catalog.create_table(
         definition.identifier, definition.schema, partition_spec=definition.partition_spec()
     )

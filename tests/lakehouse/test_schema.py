@@ -33,6 +33,7 @@ from lakehouse.schema import (
     set_column_type,
 )
 from lakehouse.tables import PROP_PROMOTED, PROP_RUN_ID
+from tests.declared import TABLES
 
 SCHEMA = Schema(
     NestedField(1, "o_orderkey", LongType(), required=False),
@@ -189,7 +190,7 @@ def test_ensure_tables_applies_additive_changes_to_existing_tables(tmp_path: Pat
 
     catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
     catalog.create_namespace("bronze")
-    spec = bronze_table("region")
+    spec = bronze_table(TABLES["region"])
     older = Schema(*[f for f in spec.schema.fields if f.name != ERROR])
     catalog.create_table(spec.identifier, older, partition_spec=spec.partition_spec())
     ensure_tables(catalog, [spec])

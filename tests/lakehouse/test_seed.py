@@ -16,18 +16,20 @@ from polars.testing import assert_frame_equal
 from flows.seed import main
 from lakehouse.errors import ConfigurationError
 from lakehouse.landing import LandingZone
-from lakehouse.seed import (
-    CHANGE_EVERY_DAYS,
-    CHANGE_SHARE,
-    CHANGED_COLUMNS,
-    MANIFEST,
-    RULES,
-    SEGMENTS,
-    SeedReport,
-    read_report,
-    seed,
+from tests.declared import TABLES, TPCH_SEED, read_report, seed
+from tests.declared import TPCH as TPCH_SOURCE
+
+CHANGE_EVERY_DAYS, CHANGE_SHARE, CHANGED_COLUMNS = (
+    TPCH_SEED.CHANGE_EVERY_DAYS,
+    TPCH_SEED.CHANGE_SHARE,
+    TPCH_SEED.CHANGED_COLUMNS,
 )
-from lakehouse.tables import TPCH
+MANIFEST, RULES, SEGMENTS, SeedReport = (
+    TPCH_SEED.MANIFEST,
+    TPCH_SEED.RULES,
+    TPCH_SEED.SEGMENTS,
+    TPCH_SEED.SeedReport,
+)
 
 SCALE = 0.01
 START = date(1995, 3, 1)
@@ -56,7 +58,7 @@ class Seeded:
         if file.endswith(".csv"):
             frame = pl.scan_csv(pattern, infer_schema=False, include_file_paths="_file")
         else:
-            schema = dict.fromkeys(TPCH[table].column_names, pl.String)
+            schema = dict.fromkeys(TABLES[table].column_names, pl.String)
             frame = pl.scan_ndjson(pattern, schema=schema, include_file_paths="_file")
         return frame.with_columns(
             pl.col("_file").str.extract(r"dt=([0-9-]{10})").str.to_date().alias("_dt"),
@@ -72,7 +74,7 @@ class Seeded:
 
 
 def _seed(root: Path, **options: object) -> Seeded:
-    zone = LandingZone(str(root / "landing"))
+    zone = LandingZone(str(root / "landing"), TPCH_SOURCE)
     report = seed(zone, scale=SCALE, workdir=root / "work", **options)  # type: ignore[arg-type]
     return Seeded(root / "landing", root / "work", report)
 
@@ -117,7 +119,7 @@ def test_clean_seed_lands_tpch_exactly(clean: Seeded) -> None:
     for table in ("orders", "lineitem"):
         assert_frame_equal(_sorted(clean.landed(table, f"{table}.csv")), _sorted(clean.tpch(table)))
     start = clean.report.start
-    zone = LandingZone(str(clean.root))
+    zone = LandingZone(str(clean.root), TPCH_SOURCE)
     for table in ("region", "nation", "part", "supplier", "partsupp", "customer"):
         files = zone.files(table, zone.batches(table))
         assert [(f.batch, Path(f.path).name) for f in files] == [
@@ -142,7 +144,7 @@ BAD_ROW_FILES = (*FACT_FILES, ("customer", "changes.jsonl"))
 
 def _parses(table: str, column: str, value: str) -> bool:
     """Whether ``value`` parses as the silver type of ``table.column`` (a date or a decimal here)."""
-    type_ = next(c.type for c in TPCH[table].columns if c.name == column)
+    type_ = next(c.kind for c in TABLES[table].columns if c.name == column)
     series = pl.Series([value])
     parsed = (
         series.str.to_date("%Y-%m-%d", strict=False)
@@ -169,7 +171,7 @@ def test_every_manifest_anomaly_is_a_row_broken_by_its_rule_only(dirty: Seeded) 
     }
     bad_orderkeys = set()
     for table, file in BAD_ROW_FILES:
-        spec = TPCH[table]
+        spec = TABLES[table]
         files: dict[date, list[dict[str, str | None]]] = defaultdict(list)  # rows in file order
         for r in dirty.landed(table, file).sort("_dt", "_row").iter_rows(named=True):
             files[r.pop("_dt")].append({c: v for c, v in r.items() if c not in META})
@@ -240,7 +242,7 @@ def test_customer_change_sets_hold_valid_changes(dirty: Seeded) -> None:
 
 def test_start_and_days_restrict_the_range(ranged: Seeded) -> None:
     end = START + timedelta(days=DAYS)
-    zone = LandingZone(str(ranged.root))
+    zone = LandingZone(str(ranged.root), TPCH_SOURCE)
     assert zone.batches()[0] == START and zone.batches()[-1] < end
     assert zone.batches("region") == [START] == zone.batches("partsupp")
     assert zone.batches("customer") == [START, START + timedelta(days=CHANGE_EVERY_DAYS)]
@@ -260,20 +262,20 @@ def test_a_seed_is_deterministic_and_its_manifest_reads_back(ranged: Seeded, tmp
 
     assert files(again.root) == files(ranged.root)
     assert again.report == ranged.report
-    assert read_report(LandingZone(str(ranged.root))) == ranged.report
+    assert read_report(LandingZone(str(ranged.root), TPCH_SOURCE)) == ranged.report
     assert (ranged.root / "tpch" / MANIFEST).is_file()
     for table, by_day in ranged.report.rows.items():
         for day, rows in by_day.items():
-            files_of_day = LandingZone(str(ranged.root)).files(table, [day])
+            files_of_day = LandingZone(str(ranged.root), TPCH_SOURCE).files(table, [day])
             assert len(files_of_day) == 1
             if files_of_day[0].path.endswith(".csv"):
                 assert pl.read_csv(files_of_day[0].path, infer_schema=False).height == rows
 
 
 def test_a_large_snapshot_lands_in_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lakehouse.seed.SNAPSHOT_PART_ROWS", 3000)  # partsupp at SF0.01: 8,000 rows
+    monkeypatch.setattr(TPCH_SEED, "SNAPSHOT_PART_ROWS", 3000)  # partsupp at SF0.01: 8,000 rows
     seeded = _seed(tmp_path, start=START, days=2, anomalies=False, changes=False)
-    zone = LandingZone(str(seeded.root))
+    zone = LandingZone(str(seeded.root), TPCH_SOURCE)
     parts = zone.files("partsupp", [START])
     assert [Path(f.path).name for f in parts] == [
         "partsupp-00000.csv",
@@ -290,7 +292,7 @@ def test_a_large_snapshot_lands_in_parts(tmp_path: Path, monkeypatch: pytest.Mon
 def test_bad_arguments_and_a_missing_tpchgen_are_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    zone = LandingZone(str(tmp_path / "landing"))
+    zone = LandingZone(str(tmp_path / "landing"), TPCH_SOURCE)
     with pytest.raises(ValueError, match="days"):
         seed(zone, scale=SCALE, days=0, workdir=tmp_path)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
@@ -309,7 +311,7 @@ def test_cli_seeds_the_configured_zone_and_refuses_a_seeded_one(
     monkeypatch.setenv("SODA_CORE_TELEMETRY_ENABLED", "false")
     args = ["--scale", "0.001", "--start", "1995-03-01", "--days", "10", "--no-changes"]
     assert main(args) == 0
-    report = read_report(LandingZone(str(landing)))
+    report = read_report(LandingZone(str(landing), TPCH_SOURCE))
     assert (report.scale, report.start, report.days, report.with_changes) == (0.001, START, 10, False)
     assert main(args) == 2
     assert "--force" in capsys.readouterr().err

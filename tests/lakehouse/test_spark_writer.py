@@ -31,6 +31,7 @@ from lakehouse.errors import ConfigurationError, LakehouseError
 from lakehouse.files import batch_filter
 from lakehouse.maintenance import remove_orphan_files
 from lakehouse.tables import BATCH_DATE, LOADED_AT, RUN_ID, TableDef, silver_table
+from tests.declared import TABLES
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.spark
 D1, D2, D3 = date(1995, 1, 30), date(1995, 1, 31), date(1995, 2, 1)
 LOADED = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 CONSTANTS = {RUN_ID: "run-1", LOADED_AT: LOADED}
-ORDERS = silver_table("orders")
+ORDERS = silver_table(TABLES["orders"])
 
 
 def orders(keys: list[int], batches: list[date]) -> pl.DataFrame:

@@ -1,7 +1,8 @@
-"""Star schema transforms on tiny inline frames: SCD2 scenarios, surrogate keys, the fact's keys, marts."""
+"""TPC-H's gold models on tiny inline frames: SCD2 scenarios, surrogate keys, the fact's keys, marts."""
 
 from __future__ import annotations
 
+import inspect
 from datetime import date
 from decimal import Decimal
 from functools import partial
@@ -12,12 +13,26 @@ import pytest
 from polars.testing import assert_frame_equal
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 
-from lakehouse.tables import GOLD_TABLES, RUN_ID
-from lakehouse.transforms.marts import daily_revenue, pricing_summary
-from lakehouse.transforms.star import dim_customer, dim_date, dim_part, dim_supplier, with_dimension_keys
+from lakehouse.pipeline import versioned
+from lakehouse.tables import RUN_ID
+from tests.declared import REGISTRY
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+MODELS = {m.name: m for m in REGISTRY.models.values()}
+SOURCE_MODULE = inspect.getmodule(MODELS["fct_sales"].function)
+with_dimension_keys = SOURCE_MODULE.with_dimension_keys  # type: ignore[union-attr]
+dim_date, dim_part, dim_supplier, daily_revenue, pricing_summary = (
+    MODELS[n].function for n in ("dim_date", "dim_part", "dim_supplier", "daily_revenue", "pricing_summary")
+)
+
+
+def dim_customer(current: Any, incoming: Any, nation: Any, region: Any, batches: list[date]) -> Any:
+    """The dimension's chains as the gold step builds them: the model's rows, then SCD2 versioning."""
+    model = MODELS["dim_customer"]
+    return versioned(model, current, model.function(incoming, nation, region), batches)
+
 
 D1, D2, D3, D4 = date(1995, 1, 1), date(1995, 1, 2), date(1995, 1, 3), date(1995, 1, 4)
 NATION = pl.LazyFrame(
@@ -70,7 +85,8 @@ def rows(*records: dict[str, Any]) -> pl.LazyFrame:
 
 def empty(table: str) -> pl.DataFrame:
     """An empty frame with the columns and types of ``gold.<table>`` but ``_run_id``."""
-    frame = pl.from_arrow(schema_to_pyarrow(GOLD_TABLES[table].schema, include_field_ids=False).empty_table())
+    schema = REGISTRY.model(f"gold.{table}").definition.schema
+    frame = pl.from_arrow(schema_to_pyarrow(schema, include_field_ids=False).empty_table())
     assert isinstance(frame, pl.DataFrame)
     return frame.drop(RUN_ID)
 

@@ -1,17 +1,20 @@
 """Transform logic on tiny inline frames."""
 
+import inspect
 from datetime import date
 from decimal import Decimal
 
 import polars as pl
 import pytest
 
-from lakehouse.tables import TPCH
 from lakehouse.transforms.frames import concat
-from lakehouse.transforms.gold import daily_revenue, fct_sales
 from lakehouse.transforms.silver import conform, merge_latest
+from tests.declared import REGISTRY, TABLES, without_rules
 
 D1, D2 = date(1995, 1, 1), date(1995, 1, 2)
+
+
+fct_sales = inspect.getmodule(REGISTRY.model("gold.fct_sales").function).sales  # type: ignore[union-attr]
 
 
 def _orders(rows: list[tuple[str | None, str, str, str]], batch: date = D1) -> pl.LazyFrame:
@@ -32,7 +35,7 @@ def _orders(rows: list[tuple[str | None, str, str, str]], batch: date = D1) -> p
             "_source_file": ["f.csv"] * n,
             "_row_number": list(range(1, n + 1)),
         },
-        schema_overrides=dict.fromkeys(TPCH["orders"].column_names, pl.String) | {"_batch_date": pl.Date},
+        schema_overrides=dict.fromkeys(TABLES["orders"].column_names, pl.String) | {"_batch_date": pl.Date},
     )
 
 
@@ -48,7 +51,7 @@ def test_conform_types_rows_and_rejects_each_rule_once() -> None:
             ("6", "999", "1.00", "1995-01-01"),  # orphan customer
         ]
     )
-    out = conform(rows, TPCH["orders"], {"o_custkey": pl.LazyFrame({"c_custkey": [7]})})
+    out = conform(rows, TABLES["orders"], {"o_custkey": pl.LazyFrame({"c_custkey": [7]})})
     good, rejected = out.good.collect(), out.rejected.collect()
     assert good.get_column("o_orderkey").to_list() == [1]
     assert good.get_column("o_totalprice").to_list() == [Decimal("10.50")]
@@ -82,7 +85,7 @@ def test_conform_flags_rows_once_and_keeps_the_first_clean_row_of_a_key() -> Non
         materialized.append(frame)
         return frame.collect().lazy()
 
-    once = conform(rows, TPCH["orders"], parents, materialize=materialize)
+    once = conform(rows, TABLES["orders"], parents, materialize=materialize)
     good, rejected = once.good.collect(), once.rejected.collect()
     assert len(materialized) == 1  # both results are cut from one computation
     assert good["o_totalprice"].to_list() == [Decimal("2.00")]
@@ -91,7 +94,7 @@ def test_conform_flags_rows_once_and_keeps_the_first_clean_row_of_a_key() -> Non
         (3, "duplicate_key", "3.00"),
         (4, "orphan_key:o_custkey", "1.00"),
     ]
-    lazy = conform(rows, TPCH["orders"], parents)  # without materializing: the same rows
+    lazy = conform(rows, TABLES["orders"], parents)  # without materializing: the same rows
     assert lazy.good.collect().equals(good) and lazy.rejected.collect().equals(rejected)
 
 
@@ -108,7 +111,7 @@ def test_conform_keeps_the_first_clean_row_of_a_key_in_file_and_row_order_whatev
         pl.Series("_source_file", ["b.csv", "b.csv", "a.csv", "a.csv", "a.csv"]),
         pl.Series("_row_number", [1, 2, 9, 3, 5]),
     )
-    out = conform(rows, TPCH["orders"], {"o_custkey": pl.LazyFrame({"c_custkey": [7]})})
+    out = conform(rows, TABLES["orders"], {"o_custkey": pl.LazyFrame({"c_custkey": [7]})})
     good, rejected = out.good.collect(), out.rejected.collect()
     assert good.select("_source_file", "_row_number", "o_totalprice").rows() == [
         ("a.csv", 5, Decimal("2.00")),
@@ -122,7 +125,7 @@ def test_conform_keeps_the_first_clean_row_of_a_key_in_file_and_row_order_whatev
 
 
 def test_conform_handles_empty_input() -> None:
-    out = conform(_orders([]), TPCH["orders"])
+    out = conform(_orders([]), TABLES["orders"])
     assert out.good.collect().height == 0 and out.rejected.collect().height == 0
 
 
@@ -149,7 +152,7 @@ def test_merge_latest_keeps_latest_batch_and_is_idempotent() -> None:
     assert after_late.filter(pl.col("c_custkey") == 1)["c_mktsegment"].item() == "C"
 
 
-def test_fct_sales_revenue_and_daily_revenue() -> None:
+def test_fct_sales_revenue() -> None:
     lineitem = pl.LazyFrame(
         {
             "l_orderkey": [1, 1, 2],
@@ -172,22 +175,10 @@ def test_fct_sales_revenue_and_daily_revenue() -> None:
     orders = pl.LazyFrame({"o_orderkey": [1, 2], "o_orderdate": [D1, D1], "o_custkey": [7, 8]})
     sales = fct_sales(lineitem, orders).collect()
     assert sales["revenue"].to_list() == [Decimal("90.0000"), Decimal("50.0000"), Decimal("9.5000")]
-    customer = pl.LazyFrame({"c_custkey": [7, 8], "c_mktsegment": ["BUILDING", "BUILDING"]})
-    daily = daily_revenue(sales.lazy(), customer).collect()
-    assert daily.to_dicts() == [
-        {
-            "o_orderdate": D1,
-            "c_mktsegment": "BUILDING",
-            "revenue": Decimal("149.5000"),
-            "orders": 2,
-            "customers": 2,
-            "_batch_date": D1,
-        }
-    ]
 
 
 def test_reference_keys_are_unique_per_batch_not_across_batches() -> None:
-    spec = TPCH["region"]
+    spec = without_rules(TABLES["region"])
     rows = pl.LazyFrame(
         {
             "r_regionkey": ["1", "1", "1"],
@@ -229,7 +220,7 @@ def test_values_that_would_be_altered_are_unparseable() -> None:
             ("4", "7", "\u00a01", "1995-01-01"),  # non-ASCII space
         ]
     )
-    rejected = conform(rows, TPCH["orders"]).rejected.collect()
+    rejected = conform(rows, TABLES["orders"]).rejected.collect()
     assert dict(zip(rejected["_row_number"], rejected["_rule"], strict=True)) == {
         1: "unparseable:o_totalprice",
         2: "unparseable:o_totalprice",

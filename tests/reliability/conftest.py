@@ -30,7 +30,8 @@ import pytest
 from infra.stack import PREFECT_SERVER, SECRETS_FILE, Stack, prefect_api_url
 from lakehouse.landing import LandingZone
 from lakehouse.publish import promoted
-from lakehouse.seed import seed
+from tests.declared import TPCH as TPCH_SOURCE
+from tests.declared import seed
 from tests.reliability.harness import Home, contents, dates, snapshot_ids
 
 START = date(1995, 2, 4)
@@ -119,7 +120,7 @@ def api_url(stack: Stack) -> str:
 @pytest.fixture(scope="session")
 def landing(reliability_root: Path) -> LandingZone:
     """The seeded landing zone (see the module docstring)."""
-    zone = LandingZone(str(reliability_root / "landing"))
+    zone = LandingZone(str(reliability_root / "landing"), TPCH_SOURCE)
     seed(zone, scale=0.01, start=START, days=DAYS, workdir=reliability_root / "tpchgen")
     assert zone.batches("customer")[-1] == PENDING[-1], "the change set must land on the last day"
     return zone

@@ -39,8 +39,8 @@ from lakehouse.tables import (
     RUN_ID,
     SILVER,
     SOURCE_FILE,
-    TPCH,
 )
+from tests.declared import TABLES
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def row_key(table_id: str, columns: list[str]) -> tuple[str, ...]:
     if namespace in (BRONZE, QUARANTINE):
         return (SOURCE_FILE, ROW_NUMBER)
     if namespace == SILVER:
-        return TPCH[name].key
+        return TABLES[name].key
     surrogate = [c for c in columns if c.endswith("_key")]
     if namespace == GOLD and name.startswith("dim_") and surrogate:
         return (surrogate[0],)

@@ -27,6 +27,7 @@ from lakehouse.errors import CommitConflictError
 from lakehouse.files import batch_filter
 from lakehouse.publish import AUDIT_BRANCH_PREFIX, write_audited
 from lakehouse.tables import NAMESPACES, PROP_BATCHES, bronze_table
+from tests.declared import TABLES
 from tests.reliability.conftest import PENDING, Baseline
 from tests.reliability.harness import (
     SOAK,
@@ -154,7 +155,7 @@ def test_concurrent_runs_on_a_rest_catalog(baseline: Baseline, rest_catalog: Cat
 @pytest.fixture
 def table(tmp_path: Path) -> Table:
     catalog = RetryingSqlCatalog("t", **embedded_default(tmp_path))
-    spec = bronze_table("region")
+    spec = bronze_table(TABLES["region"])
     ensure_tables(catalog, [spec])
     return catalog.load_table(spec.identifier)
 
@@ -192,7 +193,7 @@ def test_a_write_that_keeps_conflicting_fails_clearly_and_leaves_main_alone(tabl
 
 def _branch_behind(catalog: Catalog) -> tuple[Table, Table, int]:
     """Our audit branch cut from ``main``, then another run's commit to ``main`` of the same table."""
-    spec = bronze_table("region")
+    spec = bronze_table(TABLES["region"])
     ensure_tables(catalog, [spec])
     mine, theirs = catalog.load_table(spec.identifier), catalog.load_table(spec.identifier)
     base = mine.metadata.current_snapshot_id

@@ -26,8 +26,11 @@ from lakehouse.errors import WarehouseError
 from lakehouse.landing import LandingZone
 from lakehouse.pipeline import Lakehouse, RunInfo, build_silver, load_bronze
 from lakehouse.publish import AUDIT_BRANCH_PREFIX, remove_stale_branches
-from lakehouse.tables import TPCH, bronze_table, quarantine_table, silver_table
+from lakehouse.tables import bronze_table, quarantine_table, silver_table
 from tests.conftest import ROOT, SPARK_MASTER, TEST_CONF
+from tests.declared import REGISTRY
+from tests.declared import TABLES as SPECS
+from tests.declared import TPCH as TPCH_SOURCE
 
 D1, D2 = date(1995, 1, 1), date(1995, 1, 2)
 TABLES = ["bronze.part", "silver.part", "quarantine.part"]
@@ -47,7 +50,7 @@ def part_csv(first_key: int, rows: int) -> bytes:
         pl.format("{}.99", (keys % 1000) + 900).alias("p_retailprice"),
         pl.format("comment {} ly final dependencies", keys).alias("p_comment"),
     )
-    assert frame.columns == TPCH["part"].column_names
+    assert frame.columns == SPECS["part"].column_names
     return frame.write_csv().encode()
 
 
@@ -97,13 +100,16 @@ def lakehouse_on(small_disk: Path, tmp_path: Path) -> Lakehouse:
     catalog = SqlCatalog(
         "disk", uri=f"sqlite:///{tmp_path}/catalog.db", warehouse=small_disk.resolve().as_uri()
     )
-    ensure_tables(catalog, [bronze_table("part"), quarantine_table("part"), silver_table("part")])
-    zone = LandingZone(str(tmp_path / "landing"))
+    ensure_tables(
+        catalog,
+        [bronze_table(SPECS["part"]), quarantine_table(SPECS["part"]), silver_table(SPECS["part"])],
+    )
+    zone = LandingZone(str(tmp_path / "landing"), TPCH_SOURCE)
     zone.write("part", D1, "part.csv", part_csv(1, 1000))
     zone.write("part", D2, "part.csv", part_csv(1001, 20_000))
-    lh = Lakehouse(catalog, zone, RunInfo("disk-run", "test", "dev"))
-    load_bronze(lh, "part", [D1], None)
-    build_silver(lh, "part", [D1], None)
+    lh = Lakehouse(catalog, REGISTRY, zone.uri, RunInfo("disk-run", "test", "dev"))
+    load_bronze(lh, "bronze.part", [D1], None)
+    build_silver(lh, "silver.part", [D1], None)
     return lh
 
 
@@ -117,7 +123,7 @@ def test_a_full_disk_fails_the_step_cleanly_and_a_rerun_converges(
 ) -> None:
     lh = lakehouse_on
     if step is build_silver:
-        load_bronze(lh, "part", [D2], None)
+        load_bronze(lh, "bronze.part", [D2], None)
     before = _heads(lh.catalog)
     filler = _fill(small_disk)
     with pytest.raises(
@@ -129,8 +135,8 @@ def test_a_full_disk_fails_the_step_cleanly_and_a_rerun_converges(
     for table_id in TABLES:  # a branch the full disk kept from being removed goes with stale-branch removal
         remove_stale_branches(lh.table(table_id), older_than=timedelta(0))
         assert not [r for r in lh.table(table_id).metadata.refs if r.startswith(AUDIT_BRANCH_PREFIX)]
-    load_bronze(lh, "part", [D2], None)
-    build_silver(lh, "part", [D2], None)
+    load_bronze(lh, "bronze.part", [D2], None)
+    build_silver(lh, "silver.part", [D2], None)
     assert _rows(lh, "bronze.part") == 21_000
     assert _rows(lh, "silver.part") == 21_000
 
@@ -143,11 +149,11 @@ def test_a_read_only_warehouse_fails_the_step_cleanly(lakehouse_on: Lakehouse, s
         with pytest.raises(
             WarehouseError, match=r"bronze\.part: the warehouse refused a write: .*Read-only file system"
         ):
-            load_bronze(lh, "part", [D2], None)
+            load_bronze(lh, "bronze.part", [D2], None)
         assert _heads(lh.catalog) == before
     finally:
         _remount(small_disk, "rw")
-    load_bronze(lh, "part", [D2], None)
+    load_bronze(lh, "bronze.part", [D2], None)
     assert _rows(lh, "bronze.part") == 21_000
 
 
@@ -163,15 +169,16 @@ _STEPS = textwrap.dedent(
     from lakehouse.pipeline import Lakehouse, RunInfo, build_silver, load_bronze
     from lakehouse.router import Router
     from lakehouse.tables import bronze_table, quarantine_table, silver_table
+    from tests.declared import REGISTRY, TABLES
 
     home, landing, engine, master, conf = sys.argv[1:6]
     catalog = SqlCatalog("m", uri=f"sqlite:///{home}/catalog.db", warehouse=f"file://{home}/warehouse")
-    ensure_tables(catalog, [bronze_table("part"), quarantine_table("part"), silver_table("part")])
+    ensure_tables(catalog, [make(TABLES["part"]) for make in (bronze_table, quarantine_table, silver_table)])
     router = Router(engine, 0, master, json.loads(conf))
-    lh = Lakehouse(catalog, LandingZone(landing), RunInfo("memory", "test", "dev"), router=router)
+    lh = Lakehouse(catalog, REGISTRY, str(landing), RunInfo("memory", "test", "dev"), router=router)
     day = date(1995, 1, 1)
-    bronze = load_bronze(lh, "part", [day], None)
-    silver = build_silver(lh, "part", [day], None)
+    bronze = load_bronze(lh, "bronze.part", [day], None)
+    silver = build_silver(lh, "silver.part", [day], None)
     # This process's own peak (VmHWM): ru_maxrss would keep the parent's peak across exec.
     status = dict(line.split(":", 1) for line in open("/proc/self/status"))
     rss = int(status["VmHWM"].split()[0]) * 1024
@@ -184,7 +191,7 @@ FILE_ROWS = 150_000  # about 20 MB of CSV a file
 def _peak(tmp_path: Path, files: int, engine: str) -> dict[str, int]:
     """Peak RSS of a process running bronze and silver of ``part`` on ``files`` landed files."""
     root = tmp_path / f"{engine}-{files}"
-    zone = LandingZone(str(root / "landing"))
+    zone = LandingZone(str(root / "landing"), TPCH_SOURCE)
     for i in range(files):
         zone.write("part", D1, f"part-{i}.csv", part_csv(1 + i * FILE_ROWS, FILE_ROWS))
     (root / "home").mkdir()

@@ -36,6 +36,7 @@ from lakehouse.publish import (
 )
 from lakehouse.settings import Settings
 from lakehouse.tables import PROP_BATCHES, bronze_table
+from tests.declared import TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 D1 = date(1995, 1, 1)
@@ -91,7 +92,7 @@ def test_fault_point_kills_the_process_on_its_nth_hit(nth: int, killed: bool) ->
 @pytest.fixture
 def table(tmp_path: Path) -> Table:
     catalog = RetryingSqlCatalog("t", **embedded_default(tmp_path))
-    spec = bronze_table("region")
+    spec = bronze_table(TABLES["region"])
     ensure_tables(catalog, [spec])
     return catalog.load_table(spec.identifier)
 
@@ -133,7 +134,7 @@ def test_stale_branches_are_told_from_in_flight_ones_by_their_creation(table: Ta
 
 def test_ensure_tables_removes_stale_branches_only(tmp_path: Path) -> None:
     catalog = RetryingSqlCatalog("t", **embedded_default(tmp_path))
-    spec = bronze_table("region")
+    spec = bronze_table(TABLES["region"])
     ensure_tables(catalog, [spec])
     table = catalog.load_table(spec.identifier)
     _stage(table, f"{AUDIT_BRANCH_PREFIX}dead")

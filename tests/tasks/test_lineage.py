@@ -27,6 +27,8 @@ from lakehouse.publish import audit_branch, write_audited
 from lakehouse.settings import Settings
 from lakehouse.tables import bronze_table, silver_table
 from tasks import lineage
+from tests.declared import REGISTRY, TABLES
+from tests.declared import TPCH as TPCH_SOURCE
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = date(1995, 3, 1)
@@ -77,10 +79,10 @@ def file_lineage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Events:
 def lh(tmp_path: Path) -> Lakehouse:
     """A real embedded catalog with bronze/silver orders and one landed batch of two orders."""
     catalog = open_catalog(Settings())
-    ensure_tables(catalog, [bronze_table("orders"), silver_table("orders")])
-    zone = LandingZone(str(tmp_path / "landing"))
+    ensure_tables(catalog, [bronze_table(TABLES["orders"]), silver_table(TABLES["orders"])])
+    zone = LandingZone(str(tmp_path / "landing"), TPCH_SOURCE)
     zone.write("orders", DAY, "orders.csv", ORDERS_CSV)
-    return Lakehouse(catalog, zone, RunInfo(str(uuid.uuid4()), "daily", "abc123", "polars"))
+    return Lakehouse(catalog, REGISTRY, zone.uri, RunInfo(str(uuid.uuid4()), "daily", "abc123", "polars"))
 
 
 def gate_result(table: str, snapshot_id: int, *, passed: bool) -> GateResult:
@@ -105,7 +107,7 @@ def test_unconfigured_lineage_builds_no_client_and_emits_nothing(lh: Lakehouse, 
     assert not lineage.configured()
     assert lineage.client() is None
     with lineage.step(lh, "bronze.orders", [DAY], inputs=["tpch.orders"]) as step:
-        step.complete(pipeline.load_bronze(lh, "orders", [DAY], None))
+        step.complete(pipeline.load_bronze(lh, "bronze.orders", [DAY], None))
     (timing,) = lineage.take_timings(lh.run.run_id)
     assert timing.task == "bronze.orders" and timing.status == "completed" and timing.seconds > 0
     assert timing.result is not None and timing.result.rows_out == 2
@@ -161,7 +163,7 @@ def test_an_openlineage_yml_in_the_working_directory_configures_lineage(
     )
     assert lineage.configured()
     with lineage.step(lh, "bronze.orders", [DAY], inputs=["tpch.orders"]) as step:
-        step.complete(pipeline.load_bronze(lh, "orders", [DAY], None))
+        step.complete(pipeline.load_bronze(lh, "bronze.orders", [DAY], None))
     assert [e["eventType"] for e in read_events(events)] == ["START", "COMPLETE"]
 
 
@@ -169,7 +171,7 @@ def test_a_step_emits_start_and_complete_naming_its_datasets_and_snapshot(
     lh: Lakehouse, file_lineage: Events, tmp_path: Path
 ) -> None:
     with lineage.step(lh, "bronze.orders", [DAY], inputs=["tpch.orders"]) as step:
-        result = step.complete(pipeline.load_bronze(lh, "orders", [DAY], None))
+        result = step.complete(pipeline.load_bronze(lh, "bronze.orders", [DAY], None))
     start, complete = file_lineage()
     assert (start["eventType"], complete["eventType"]) == ("START", "COMPLETE")
     assert start["run"]["runId"] == complete["run"]["runId"]
@@ -206,7 +208,7 @@ def test_a_step_emits_start_and_complete_naming_its_datasets_and_snapshot(
 def test_complete_reports_the_input_snapshots_stamped_on_the_written_snapshot(
     lh: Lakehouse, file_lineage: Events
 ) -> None:
-    bronze = pipeline.load_bronze(lh, "orders", [DAY], None)
+    bronze = pipeline.load_bronze(lh, "bronze.orders", [DAY], None)
     stamped = {**lh.properties([DAY]), lineage.PROP_INPUTS: "bronze.orders@42"}
     table = lh.table("silver.orders")
     with lineage.step(lh, "silver.orders", [DAY], inputs=["bronze.orders"]) as step:
@@ -263,7 +265,7 @@ def test_an_unwritable_backend_never_fails_the_step(
         caplog.at_level(logging.WARNING, logger="tasks.lineage"),
         lineage.step(lh, "bronze.orders", [DAY], inputs=["tpch.orders"]) as step,
     ):
-        result = step.complete(pipeline.load_bronze(lh, "orders", [DAY], None))
+        result = step.complete(pipeline.load_bronze(lh, "bronze.orders", [DAY], None))
     assert result.rows_out == 2
     assert [r.getMessage() for r in caplog.records if r.name == "tasks.lineage"] == [
         "OpenLineage START event of daily.bronze.orders not emitted",
@@ -272,7 +274,7 @@ def test_an_unwritable_backend_never_fails_the_step(
 
 
 def test_a_run_outside_prefect_has_no_parent_run(lh: Lakehouse, file_lineage: Events) -> None:
-    local = Lakehouse(lh.catalog, lh.zone, RunInfo("local", "daily", "abc123"))
+    local = Lakehouse(lh.catalog, REGISTRY, lh.landing, RunInfo("local", "daily", "abc123"))
     with lineage.step(local, "bronze.orders", [DAY], inputs=["tpch.orders"]):
         pass
     assert all("parent" not in e["run"]["facets"] for e in file_lineage())
