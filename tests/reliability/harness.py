@@ -40,7 +40,7 @@ from lakehouse.tables import (
     SILVER,
     SOURCE_FILE,
 )
-from tests.declared import TABLES
+from tests.declared import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -268,14 +268,14 @@ def dates(start: date, count: int) -> list[date]:
 def row_key(table_id: str, columns: list[str]) -> tuple[str, ...]:
     """The columns that identify a row of ``table_id``.
 
-    Bronze and quarantine rows by their origin (file, row number), silver by the TPC-H key, gold
+    Bronze and quarantine rows by their origin (file, row number), silver by its declared key, gold
     dimensions by their surrogate key (first ``*_key`` column); other tables by the whole row.
     """
     namespace, name = table_id.split(".")
     if namespace in (BRONZE, QUARANTINE):
         return (SOURCE_FILE, ROW_NUMBER)
     if namespace == SILVER:
-        return TABLES[name].key
+        return REGISTRY.table(table_id).key
     surrogate = [c for c in columns if c.endswith("_key")]
     if namespace == GOLD and name.startswith("dim_") and surrogate:
         return (surrogate[0],)
