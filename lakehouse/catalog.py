@@ -2,6 +2,8 @@
 
 SQL catalogs (the embedded SQLite default, Postgres) are opened as :class:`RetryingSqlCatalog`:
 concurrent runs share one database, and it makes their commits safe to race (see its docstring).
+REST catalogs are opened as :class:`RetryingRestCatalog`, which turns the one conflict REST servers
+report as a bad request into a retried commit.
 Errors raised while opening a catalog never carry its credentials.
 """
 
@@ -19,8 +21,10 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from pyiceberg.catalog import URI, Catalog, CatalogType, infer_catalog_type, load_catalog
+from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import (
+    BadRequestError,
     CommitFailedException,
     NamespaceAlreadyExistsError,
     NoSuchTableError,
@@ -129,7 +133,7 @@ COMMIT_RACE_ATTEMPTS = 5
 """Commits that lost the race for the catalog row, retried this many times on the new metadata."""
 
 _LOST_RACE = "Table has been updated by another process"  # pyiceberg's SqlCatalog, row changed under it
-_STALE_SEQUENCE = "Cannot add snapshot with sequence number"  # pyiceberg, snapshot built on an old base
+_STALE_SEQUENCE = "Cannot add snapshot with sequence number"  # snapshot built on an old base (SQL and REST)
 
 
 class RetryingSqlCatalog(SqlCatalog):
@@ -173,6 +177,36 @@ class RetryingSqlCatalog(SqlCatalog):
                     raise
                 raise CommitFailedException(f"{name}: a concurrent commit advanced the table: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RetryingRestCatalog(RestCatalog):
+    """pyiceberg's REST catalog, with the one commit conflict its servers report as a bad request retried.
+
+    The server applies a commit's updates to the table's current metadata after checking its
+    requirements. A snapshot pyiceberg built on metadata another writer has since advanced (a commit
+    to another branch of the same table took its sequence number) passes the requirements (its own
+    branch did not move) but is refused with 400 ``Cannot add snapshot with sequence number``: a
+    concurrent commit, raised as ``CommitFailedException`` so that pyiceberg's transaction rebuilds
+    the snapshot on the new metadata and commits again, as :class:`RetryingSqlCatalog` does.
+    """
+
+    def commit_table(
+        self, table: Table, requirements: tuple[TableRequirement, ...], updates: tuple[TableUpdate, ...]
+    ) -> CommitTableResponse:
+        """Commit like pyiceberg's REST catalog; a stale sequence number is a concurrent commit.
+
+        Raises:
+            CommitFailedException: if the server reports a conflict (409) or a stale sequence number.
+
+        """
+        try:
+            response: CommitTableResponse = super().commit_table(table, requirements, updates)
+        except BadRequestError as exc:
+            if _STALE_SEQUENCE not in str(exc):
+                raise
+            name = ".".join(table.name())
+            raise CommitFailedException(f"{name}: a concurrent commit advanced the table: {exc}") from exc
+        return response
 
 
 _RETRIED_METHODS = (
@@ -243,13 +277,15 @@ def _catalog_properties(settings: Settings) -> tuple[dict[str, Any], bool]:
     return embedded_default(settings.home), True
 
 
-def _is_sql(name: str, properties: Mapping[str, Any]) -> bool:
+def _kind(name: str, properties: Mapping[str, Any]) -> str | None:
+    """The pyiceberg catalog type (``sql``, ``rest``, ...), or None for a custom implementation."""
     kind = properties.get("type")
     if isinstance(kind, str):
-        return kind.lower() == CatalogType.SQL.value
+        return kind.lower()
     if "py-catalog-impl" in properties:
-        return False
-    return infer_catalog_type(name, dict(properties)) == CatalogType.SQL
+        return None
+    inferred = infer_catalog_type(name, dict(properties))
+    return inferred.value if inferred else None
 
 
 def _with_sqlite_timeout(uri: str) -> str:
@@ -261,8 +297,8 @@ def _with_sqlite_timeout(uri: str) -> str:
 def open_catalog(settings: Settings) -> Catalog:
     """Load catalog ``settings.catalog`` the pyiceberg way, or the embedded default if none is configured.
 
-    SQL catalogs are opened as :class:`RetryingSqlCatalog`; a SQLite URI without a ``timeout``
-    gets the busy timeout of the embedded default.
+    SQL catalogs are opened as :class:`RetryingSqlCatalog` (a SQLite URI without a ``timeout``
+    gets the busy timeout of the embedded default), REST catalogs as :class:`RetryingRestCatalog`.
 
     Raises:
         ConfigurationError: if the catalog configuration is invalid.
@@ -280,10 +316,13 @@ def open_catalog(settings: Settings) -> Catalog:
     secrets = secret_values(properties)
     error: LakehouseError
     try:
-        if _is_sql(settings.catalog, properties):
+        kind = _kind(settings.catalog, properties)
+        if kind == CatalogType.SQL.value:
             props = {**properties, URI: _with_sqlite_timeout(str(properties.get(URI, "")))}
             return with_lock_retry("open catalog", lambda: RetryingSqlCatalog(settings.catalog, **props))
-        return load_catalog(settings.catalog)
+        if kind == CatalogType.REST.value:
+            return RetryingRestCatalog(settings.catalog, **properties)
+        return load_catalog(settings.catalog, **properties)
     except CatalogBusyError:
         raise
     except DBAPIError as exc:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
     from pyspark.sql import SparkSession
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,3 +64,31 @@ def spark() -> Iterator[SparkSession]:
     session = spark_session(SPARK_MASTER, TEST_CONF)
     yield session
     stop_spark_session()
+
+
+@pytest.fixture
+def rest_catalog(tmp_path: Path) -> Iterator[Catalog]:
+    """A pyiceberg catalog on its own Iceberg REST catalog server (warehouse under ``tmp_path``).
+
+    Skips the test if Java, javac or the server's jars (``make jars``) are missing.
+    """
+    from pyiceberg.catalog.rest import RestCatalog
+
+    from infra.stack import ICEBERG_REST_JARS, iceberg_rest, java_unavailable, rest_catalog_url
+
+    reason = java_unavailable(ICEBERG_REST_JARS, compiler=True)
+    if reason is not None:
+        pytest.skip(f"Iceberg REST catalog unavailable: {reason}")
+    with iceberg_rest(tmp_path / "iceberg-rest") as server:
+        yield RestCatalog("t", uri=rest_catalog_url(server))
+
+
+@pytest.fixture(params=["sql", pytest.param("rest", marks=pytest.mark.integration)])
+def any_catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
+    """Each kind of catalog in turn: pyiceberg's SqlCatalog on SQLite, and an Iceberg REST catalog."""
+    if request.param == "rest":
+        catalog: Catalog = request.getfixturevalue("rest_catalog")
+        return catalog
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    return SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")

@@ -18,6 +18,12 @@ The traps of that path, each handled here:
 - Files of a write that is never committed are orphans: ``lakehouse.maintenance.remove_orphan_files``
   deletes them (each write goes to its own ``data/spark-<uuid>/`` directory).
 
+Tables on S3 are read and written through Hadoop's ``s3a://`` (``hadoop-aws`` and its AWS SDK bundle
+on Spark's classpath). Spark reaches each bucket with the settings pyiceberg uses for that table (its
+file IO's ``s3.*`` properties: endpoint, region, path style, credentials), set per bucket on the
+session's Hadoop configuration when the table is first touched: they never pass through a command
+line, the Spark conf or a log.
+
 pyspark is imported inside functions only, so importing this module is cheap without it.
 """
 
@@ -30,6 +36,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -39,7 +46,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow.fs import FileSelector, FileType
-from pyiceberg.io.pyarrow import UnsupportedPyArrowTypeException, pyarrow_to_schema
+from pyiceberg.io.pyarrow import PyArrowFileIO, UnsupportedPyArrowTypeException, pyarrow_to_schema
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot
@@ -94,6 +101,8 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
 }
 """Defaults for a JVM session started here, overridden by settings (``LAKEHOUSE_SPARK_CONF``)."""
+PYTHON_CONF = "spark.pyspark.python"
+"""The interpreter of the executors' Python workers: ``PYSPARK_PYTHON``, else the driver's own."""
 LOCAL_CONF: dict[str, str] = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
 """For ``local[...]`` masters: stay on loopback."""
 
@@ -147,7 +156,8 @@ def spark_unavailable(master: str = "local[*]") -> str | None:
 def session_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
     """The settings a session for ``master`` is built with: defaults, then ``conf``, then the required ones.
 
-    A Spark Connect session gets ``conf`` and the required settings only (the server owns the rest).
+    The defaults include :data:`PYTHON_CONF`: ``PYSPARK_PYTHON`` if set, else this interpreter. A
+    Spark Connect session gets ``conf`` and the required settings only (the server owns the rest).
 
     Raises:
         ConfigurationError: if ``conf`` sets a required setting to another value.
@@ -161,13 +171,16 @@ def session_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
     if master.startswith(_CONNECT_PREFIX):
         return {**conf, **REQUIRED_CONF}
     local = LOCAL_CONF if master.startswith("local") else {}
-    return {**DEFAULT_CONF, **local, **conf, **REQUIRED_CONF}
+    # Python workers run this interpreter (the project's venv), not whatever python3 is on PATH.
+    python = {PYTHON_CONF: os.environ.get("PYSPARK_PYTHON") or sys.executable}
+    return {**DEFAULT_CONF, **python, **local, **conf, **REQUIRED_CONF}
 
 
 def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
     """The process's SparkSession, built on first call (a JVM for ``local``/cluster masters, a client for ``sc://``).
 
-    Later calls return the same session; ``conf`` is only read on the first call.
+    Later calls return the same session; ``conf`` is only read on the first call. ``PYSPARK_PYTHON``
+    is set to the session's :data:`PYTHON_CONF`, which pyspark gives its Python workers.
 
     Raises:
         EngineUnavailableError: if pyspark or Java is missing.
@@ -187,6 +200,10 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
         if reason is not None:
             raise EngineUnavailableError(reason)
         settings = session_conf(master, conf or {})
+        if PYTHON_CONF in settings:
+            # A SparkContext started from Python takes its workers' interpreter from this variable
+            # only (spark.pyspark.python is read by spark-submit), and reads it when it starts.
+            os.environ["PYSPARK_PYTHON"] = settings[PYTHON_CONF]
         from pyspark.sql import SparkSession
 
         builder = SparkSession.builder
@@ -279,6 +296,44 @@ def spark_uri(location: str) -> str:
     return "s3a://" + location[len("s3://") :] if location.startswith("s3://") else location
 
 
+S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+_S3A_OPTIONS = {
+    "endpoint": "endpoint",
+    "region": "endpoint.region",
+    "path-style-access": "path.style.access",
+    "access-key-id": "access.key",
+    "secret-access-key": "secret.key",
+    "session-token": "session.token",
+}
+"""pyiceberg's ``s3.<key>`` (or ``client.<key>``) file IO property -> Hadoop's ``fs.s3a.<option>``."""
+
+
+def s3a_conf(properties: Mapping[str, str], bucket: str) -> dict[str, str]:
+    """Hadoop settings for Spark to reach ``bucket`` as pyiceberg's file IO ``properties`` do.
+
+    Per-bucket keys (``fs.s3a.bucket.<bucket>.*``), so tables in buckets of different stores or
+    accounts coexist. Static keys select the simple (or, with a session token, temporary)
+    credentials provider; without keys S3A's default chain applies (environment, instance profile,
+    web identity). An ``http://`` endpoint turns TLS off. Holds the credentials: never log it.
+    """
+    prefix = f"fs.s3a.bucket.{bucket}."
+    conf: dict[str, str] = {}
+    for key, option in _S3A_OPTIONS.items():
+        value = properties.get(f"s3.{key}") or properties.get(f"client.{key}")
+        if value:
+            conf[prefix + option] = str(value)
+    if prefix + "access.key" in conf:
+        provider = (
+            "TemporaryAWSCredentialsProvider"
+            if prefix + "session.token" in conf
+            else "SimpleAWSCredentialsProvider"
+        )
+        conf[prefix + "aws.credentials.provider"] = f"org.apache.hadoop.fs.s3a.{provider}"
+    if conf.get(prefix + "endpoint", "").startswith("http://"):
+        conf[prefix + "connection.ssl.enabled"] = "false"
+    return conf
+
+
 def _find(schema: Schema, key: str | int) -> NestedField | None:
     try:
         return schema.find_field(key)
@@ -359,6 +414,36 @@ class SparkEngine:
         """Use ``spark`` (see :func:`spark_session`) for every read and write."""
         self.spark = spark
 
+    def _reach(self, table: Table) -> None:
+        """Let Spark reach ``table``'s storage: for S3, the bucket's S3A settings (:func:`s3a_conf`).
+
+        They go to the session's Hadoop configuration, which every later read and write ships to the
+        executors. A Spark Connect session is left as it is: its server owns that configuration.
+
+        Raises:
+            EngineUnavailableError: if the table is on S3 and ``hadoop-aws`` is not on Spark's classpath.
+
+        """
+        scheme, bucket, _ = PyArrowFileIO.parse_location(table.location())
+        context = getattr(self.spark, "sparkContext", None) if scheme in ("s3", "s3a") else None
+        jsc = getattr(context, "_jsc", None)
+        if jsc is None:
+            return
+        from py4j.protocol import Py4JJavaError
+
+        hadoop = jsc.hadoopConfiguration()
+        try:
+            hadoop.getClassByName(S3A_FILESYSTEM)
+        except Py4JJavaError as exc:  # ClassNotFoundException
+            raise EngineUnavailableError(
+                f"{_table_name(table)} is on S3, but Spark has no {S3A_FILESYSTEM}: put hadoop-aws and "
+                "the AWS SDK bundle on its classpath (spark.driver.extraClassPath and "
+                "spark.executor.extraClassPath, or spark.jars; `make jars` fetches them into .jars/spark-s3)"
+            ) from exc
+        for key, value in s3a_conf(table.io.properties, bucket).items():
+            if hadoop.get(key) != value:
+                hadoop.set(key, value)
+
     @property
     def name(self) -> EngineName:
         """``spark``."""
@@ -382,6 +467,7 @@ class SparkEngine:
         """
         from pyspark.sql import functions as F
 
+        self._reach(table)
         snapshot = table.current_snapshot() if snapshot_id is None else table.snapshot_by_id(snapshot_id)
         if snapshot_id is not None and snapshot is None:
             raise LakehouseError(f"{_table_name(table)} has no snapshot {snapshot_id}")
@@ -481,6 +567,7 @@ class SparkEngine:
         from pyspark.sql import functions as F
 
         self._check_conf()
+        self._reach(table)
         name = _table_name(table)
         fields = table.schema().columns
         missing = [f.name for f in fields if f.name not in constants and f.name not in frame.columns]

@@ -67,6 +67,13 @@ def test_pyiceberg_env_names_follow_pyiceberg_mapping() -> None:
     assert infra_stack._pyiceberg_key("lakehouse", "uri") == "PYICEBERG_CATALOG__LAKEHOUSE__URI"
 
 
+def test_env_values_are_quoted_for_the_shell_only_where_needed() -> None:
+    env = {"B": "postgresql+psycopg2://u:p-w_1@127.0.0.1:5/db", "A": '{"k":"/x/*"}'}
+    assert (
+        infra_stack.format_env(env) == 'A=\'{"k":"/x/*"}\'\nB=postgresql+psycopg2://u:p-w_1@127.0.0.1:5/db\n'
+    )
+
+
 def test_secrets_are_generated_once_private_and_redacted(tmp_path: Path) -> None:
     first = Secrets.load_or_create(tmp_path)
     assert stat.S_IMODE((tmp_path / "secrets.env").stat().st_mode) == 0o600

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -50,10 +50,9 @@ MB = 1024 * 1024
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> SqlCatalog:
-    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
-    catalog.create_namespace("silver")
-    return catalog
+def catalog(any_catalog: Catalog) -> Catalog:
+    any_catalog.create_namespace("silver")
+    return any_catalog
 
 
 def rows(start: int, n: int, day: date) -> pa.Table:
@@ -93,7 +92,7 @@ def age(path: Path, days: int) -> None:
     os.utime(path, (old, old))
 
 
-def test_compaction_reduces_files_and_keeps_rows(catalog: SqlCatalog) -> None:
+def test_compaction_reduces_files_and_keeps_rows(catalog: Catalog) -> None:
     table = catalog.create_table("silver.t", SCHEMA)
     for i in range(5):
         props = {PROP_PROMOTED: "2024-01-01"} if i == 4 else {}
@@ -117,7 +116,7 @@ def test_compaction_reduces_files_and_keeps_rows(catalog: SqlCatalog) -> None:
     assert compact(table, target_file_bytes=MB).snapshot_id is None  # nothing left to do
 
 
-def test_compaction_of_partitioned_table_with_files_of_both_engines(catalog: SqlCatalog) -> None:
+def test_compaction_of_partitioned_table_with_files_of_both_engines(catalog: Catalog) -> None:
     table = catalog.create_table("silver.t", SCHEMA, partition_spec=BY_MONTH)
     for i in range(3):  # pyiceberg writes: each append adds one file per month
         table.append(
@@ -149,7 +148,7 @@ def test_compaction_of_partitioned_table_with_files_of_both_engines(catalog: Sql
     assert january.num_rows == 22
 
 
-def test_compaction_of_selected_partition_only(catalog: SqlCatalog) -> None:
+def test_compaction_of_selected_partition_only(catalog: Catalog) -> None:
     table = catalog.create_table("silver.t", SCHEMA, partition_spec=BY_MONTH)
     for i in range(3):
         table.append(
@@ -166,7 +165,7 @@ def test_compaction_of_selected_partition_only(catalog: SqlCatalog) -> None:
     ]
 
 
-def test_compaction_splits_into_target_sized_files(catalog: SqlCatalog) -> None:
+def test_compaction_splits_into_target_sized_files(catalog: Catalog) -> None:
     table = catalog.create_table("silver.t", SCHEMA)
     for i in range(6):
         table.append(rows(i * 2000, 2000, date(2024, 1, 1)))
@@ -180,7 +179,7 @@ def test_compaction_splits_into_target_sized_files(catalog: SqlCatalog) -> None:
     assert table.scan().to_arrow().num_rows == 12000
 
 
-def test_compaction_keeps_a_concurrent_append(catalog: SqlCatalog) -> None:
+def test_compaction_keeps_a_concurrent_append(catalog: Catalog) -> None:
     catalog.create_table("silver.t", SCHEMA)
     writer = catalog.load_table("silver.t")
     for i in range(4):
@@ -201,7 +200,7 @@ def test_compaction_keeps_a_concurrent_append(catalog: SqlCatalog) -> None:
     assert len(data_files(table)) == 2  # the compacted file and the concurrent append's
 
 
-def test_compaction_conflicts_when_an_input_file_is_gone(catalog: SqlCatalog) -> None:
+def test_compaction_conflicts_when_an_input_file_is_gone(catalog: Catalog) -> None:
     catalog.create_table("silver.t", SCHEMA)
     writer = catalog.load_table("silver.t")
     for i in range(3):
@@ -219,7 +218,7 @@ def test_compaction_conflicts_when_an_input_file_is_gone(catalog: SqlCatalog) ->
     assert len(data_on_disk) == 4  # 3 inputs (still in old snapshots) + the overwrite's
 
 
-def test_orphan_removal_deletes_only_old_unreferenced_files(catalog: SqlCatalog) -> None:
+def test_orphan_removal_deletes_only_old_unreferenced_files(catalog: Catalog) -> None:
     table = catalog.create_table("silver.t", SCHEMA)
     for i in range(3):
         table.append(rows(i * 10, 10, date(2024, 1, 1)))
@@ -249,7 +248,7 @@ def test_orphan_removal_deletes_only_old_unreferenced_files(catalog: SqlCatalog)
     assert checksum(catalog.load_table("silver.t")) == before
 
 
-def test_expire_keeps_current_and_tagged_snapshots_and_reclaims_files(catalog: SqlCatalog) -> None:
+def test_expire_keeps_current_and_tagged_snapshots_and_reclaims_files(catalog: Catalog) -> None:
     table = catalog.create_table("silver.t", SCHEMA)
     table.append(rows(0, 10, date(2024, 1, 1)))
     tagged = table.current_snapshot()
@@ -278,7 +277,7 @@ def test_expire_keeps_current_and_tagged_snapshots_and_reclaims_files(catalog: S
     assert all(Path(p).exists() for p in referenced_files(table))
 
 
-def test_expire_respects_age_and_retain_last(catalog: SqlCatalog) -> None:
+def test_expire_respects_age_and_retain_last(catalog: Catalog) -> None:
     table = catalog.create_table("silver.t", SCHEMA)
     for i in range(4):
         table.append(rows(i, 1, date(2024, 1, 1)))
@@ -292,7 +291,7 @@ def test_expire_respects_age_and_retain_last(catalog: SqlCatalog) -> None:
         expire_snapshots(table, older_than=timedelta(0), retain_last=0)
 
 
-def test_rollback_by_id_and_by_timestamp(catalog: SqlCatalog) -> None:
+def test_rollback_by_id_and_by_timestamp(catalog: Catalog) -> None:
     table = catalog.create_table("silver.t", SCHEMA)
     ids = []
     for i in range(3):

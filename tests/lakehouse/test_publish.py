@@ -1,13 +1,12 @@
-"""Write-audit-publish against a real SqlCatalog on SQLite."""
+"""Write-audit-publish against real catalogs: a SqlCatalog on SQLite and an Iceberg REST catalog."""
 
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.catalog import Catalog
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table, TableProperties
 
@@ -22,11 +21,10 @@ D1, D2 = date(1995, 1, 1), date(1995, 1, 2)
 
 
 @pytest.fixture
-def table(tmp_path: Path) -> Table:
-    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
+def table(any_catalog: Catalog) -> Table:
     spec = bronze_table(TABLES["region"])
-    ensure_tables(catalog, [spec])
-    return catalog.load_table(spec.identifier)
+    ensure_tables(any_catalog, [spec])
+    return any_catalog.load_table(spec.identifier)
 
 
 def _rows(table: Table, batch: date, keys: list[str]) -> pa.Table:

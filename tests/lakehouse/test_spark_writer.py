@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -18,7 +19,14 @@ from pyiceberg.table import Table
 
 from lakehouse.engines import DataFiles, SchemaMismatchError, register_files
 from lakehouse.engines.polars import PolarsEngine
-from lakehouse.engines.spark import SparkEngine, check_data_files, file_list_hazard
+from lakehouse.engines.spark import (
+    PYTHON_CONF,
+    SparkEngine,
+    check_data_files,
+    file_list_hazard,
+    s3a_conf,
+    session_conf,
+)
 from lakehouse.errors import ConfigurationError, LakehouseError
 from lakehouse.files import batch_filter
 from lakehouse.maintenance import remove_orphan_files
@@ -298,3 +306,41 @@ def test_missing_columns_and_empty_frames(catalog: SqlCatalog, engine: SparkEngi
     assert empty.paths == ()
     commit(table, empty, batch_filter([D1]))  # replaces the batch by nothing
     assert rows(table) == []
+
+
+def test_python_workers_run_this_interpreter_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    assert session_conf("spark://127.0.0.1:7077", {})[PYTHON_CONF] == sys.executable
+    assert session_conf("local[2]", {PYTHON_CONF: "/opt/lakehouse/bin/python"})[PYTHON_CONF] == (
+        "/opt/lakehouse/bin/python"
+    )
+    monkeypatch.setenv("PYSPARK_PYTHON", "/usr/local/bin/python3.11")
+    assert session_conf("local[2]", {})[PYTHON_CONF] == "/usr/local/bin/python3.11"
+    assert PYTHON_CONF not in session_conf("sc://127.0.0.1:15002", {})  # the server's own
+
+
+def test_s3a_settings_are_pyicebergs_s3_properties_per_bucket() -> None:
+    properties = {
+        "s3.endpoint": "http://127.0.0.1:8333",
+        "s3.access-key-id": "key-id",
+        "s3.secret-access-key": "secret",
+        "s3.region": "us-east-1",
+        "s3.path-style-access": "true",
+        "py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO",
+    }
+    b = "fs.s3a.bucket.warehouse."
+    assert s3a_conf(properties, "warehouse") == {
+        b + "endpoint": "http://127.0.0.1:8333",
+        b + "endpoint.region": "us-east-1",
+        b + "path.style.access": "true",
+        b + "access.key": "key-id",
+        b + "secret.key": "secret",
+        b + "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        b + "connection.ssl.enabled": "false",
+    }
+    temporary = s3a_conf({**properties, "s3.session-token": "token"}, "warehouse")
+    assert temporary[b + "aws.credentials.provider"].endswith(".TemporaryAWSCredentialsProvider")
+    # no keys: S3A's default chain (instance profile, web identity); client.* as pyiceberg reads it
+    assert s3a_conf({"client.region": "eu-west-1"}, "lake") == {
+        "fs.s3a.bucket.lake.endpoint.region": "eu-west-1"
+    }

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pyiceberg.catalog import Catalog
+from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.table import Table
 
 from lakehouse.catalog import RetryingSqlCatalog, embedded_default
@@ -182,6 +182,9 @@ class Home:
     def catalog(self) -> Iterator[Catalog]:
         """The home's catalog, opened in this process and closed after use (its files may be replaced)."""
         props = self.catalog_properties or embedded_default(self.path)
+        if props.get("type", "sql") != "sql":
+            yield load_catalog(self.catalog_name, **props)
+            return
         catalog = RetryingSqlCatalog(self.catalog_name, **props)
         try:
             yield catalog

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import BadRequestError
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
 from infra.stack import CATALOG_DATABASE, POSTGRES, Stack, database_url
-from lakehouse.catalog import RetryingSqlCatalog, embedded_default, ensure_tables
+from lakehouse.catalog import RetryingRestCatalog, RetryingSqlCatalog, embedded_default, ensure_tables
 from lakehouse.errors import CommitConflictError
 from lakehouse.files import batch_filter
 from lakehouse.publish import AUDIT_BRANCH_PREFIX, write_audited
@@ -99,27 +101,16 @@ def test_concurrent_runs_on_the_embedded_sqlite_catalog(baseline: Baseline) -> N
     _assert_all_rows_once(home, baseline, run_at_once(home, RUNS))
 
 
-@pytest.mark.slow
-@pytest.mark.integration
-def test_concurrent_runs_on_a_postgres_catalog(baseline: Baseline, stack: Stack) -> None:
-    home = baseline.restore()
-    # The pre-run state, registered in a Postgres catalog (same warehouse, same metadata files).
-    name = "concurrency"
-    props = {
-        "uri": database_url(stack.service(POSTGRES), CATALOG_DATABASE),
-        "warehouse": embedded_default(home.path)["warehouse"],
-    }
+def _registered(home: Home, name: str, props: dict[str, str], catalog: Catalog) -> Home:
+    """The pre-run state of ``home`` registered in ``catalog`` (same warehouse, same metadata files)."""
     with home.catalog() as sqlite:
         locations = {t: sqlite.load_table(t).metadata_location for t in table_ids(sqlite)}
-    postgres = RetryingSqlCatalog(name, **props)
-    try:
-        for namespace in NAMESPACES:
-            postgres.create_namespace(namespace)
-        for table_id, location in locations.items():
-            postgres.register_table(table_id, location)
-    finally:
-        postgres.engine.dispose()
-    on_postgres = Home(
+    for namespace in NAMESPACES:
+        catalog.create_namespace(namespace)
+    for table_id, location in locations.items():
+        catalog.register_table(table_id, location)
+    (home.path / "catalog.db").unlink()  # so nothing can silently use the embedded catalog
+    return Home(
         home.path,
         home.landing,
         home.api_url,
@@ -127,8 +118,35 @@ def test_concurrent_runs_on_a_postgres_catalog(baseline: Baseline, stack: Stack)
         catalog_name=name,
         catalog_properties=props,
     )
-    (home.path / "catalog.db").unlink()  # so nothing can silently use the embedded catalog
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_concurrent_runs_on_a_postgres_catalog(baseline: Baseline, stack: Stack) -> None:
+    home = baseline.restore()
+    name = "concurrency"
+    props = {
+        "uri": database_url(stack.service(POSTGRES), CATALOG_DATABASE),
+        "warehouse": embedded_default(home.path)["warehouse"],
+    }
+    postgres = RetryingSqlCatalog(name, **props)
+    try:
+        on_postgres = _registered(home, name, props, postgres)
+    finally:
+        postgres.engine.dispose()
     _assert_all_rows_once(on_postgres, baseline, run_at_once(on_postgres, RUNS))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_concurrent_runs_on_a_rest_catalog(baseline: Baseline, rest_catalog: Catalog) -> None:
+    # The REST server checks each commit's requirements against the table's current metadata and
+    # answers a lost race with 409 (CommitFailedException), which write-audit-publish retries.
+    home = baseline.restore()
+    name = "concurrency"
+    props = {"type": "rest", "uri": rest_catalog.properties["uri"]}
+    on_rest = _registered(home, name, props, rest_catalog)
+    _assert_all_rows_once(on_rest, baseline, run_at_once(on_rest, RUNS))
 
 
 # ------------------------------------------------------------------------------ retries running out
@@ -173,28 +191,44 @@ def test_a_write_that_keeps_conflicting_fails_clearly_and_leaves_main_alone(tabl
     assert set(table.metadata.refs) == {"main"}
 
 
+def _branch_behind(catalog: Catalog) -> tuple[Table, Table, int]:
+    """Our audit branch cut from ``main``, then another run's commit to ``main`` of the same table."""
+    spec = bronze_table(TABLES["region"])
+    ensure_tables(catalog, [spec])
+    mine, theirs = catalog.load_table(spec.identifier), catalog.load_table(spec.identifier)
+    base = mine.metadata.current_snapshot_id
+    assert base is not None
+    mine.manage_snapshots().create_branch(base, "audit-mine").commit()
+    theirs.append(_rows(theirs, ["theirs"]))  # takes the next sequence number
+    return mine, theirs, base
+
+
+def _assert_rebuilt(mine: Table, theirs: Table, base: int) -> None:
+    mine.append(_rows(mine, ["mine"]), branch="audit-mine")  # rebuilt on the new metadata
+    head = mine.metadata.snapshot_by_id(mine.metadata.refs["audit-mine"].snapshot_id)
+    assert head is not None and head.parent_snapshot_id == base
+    assert mine.scan(snapshot_id=head.snapshot_id).to_arrow().column("r_regionkey").to_pylist() == ["mine"]
+    assert theirs.scan().to_arrow().column("r_regionkey").to_pylist() == ["theirs"]
+
+
 def test_a_snapshot_built_on_metadata_another_run_advanced_is_rebuilt(tmp_path: Path) -> None:
     # pyiceberg's SqlCatalog applies a commit to the current metadata: a snapshot staged on our
     # branch after another run committed to the table (another branch, or main) carries a stale
     # sequence number, and pyiceberg raises ValueError instead of a retryable conflict.
-    for cls in (SqlCatalog, RetryingSqlCatalog):
-        (tmp_path / cls.__name__ / "warehouse").mkdir(parents=True)
-        catalog = cls("t", **embedded_default(tmp_path / cls.__name__))
-        spec = bronze_table(TABLES["region"])
-        ensure_tables(catalog, [spec])
-        mine, theirs = catalog.load_table(spec.identifier), catalog.load_table(spec.identifier)
-        base = mine.metadata.current_snapshot_id
-        assert base is not None
-        mine.manage_snapshots().create_branch(base, "audit-mine").commit()
-        theirs.append(_rows(theirs, ["theirs"]))  # takes the next sequence number
-        if cls is SqlCatalog:
-            with pytest.raises(ValueError, match="Cannot add snapshot with sequence number"):
-                mine.append(_rows(mine, ["mine"]), branch="audit-mine")
-            continue
-        mine.append(_rows(mine, ["mine"]), branch="audit-mine")  # rebuilt on the new metadata
-        head = mine.metadata.snapshot_by_id(mine.metadata.refs["audit-mine"].snapshot_id)
-        assert head is not None and head.parent_snapshot_id == base
-        assert mine.scan(snapshot_id=head.snapshot_id).to_arrow().column("r_regionkey").to_pylist() == [
-            "mine"
-        ]
-        assert theirs.scan().to_arrow().column("r_regionkey").to_pylist() == ["theirs"]
+    (tmp_path / "plain" / "warehouse").mkdir(parents=True)
+    mine, _, _ = _branch_behind(SqlCatalog("t", **embedded_default(tmp_path / "plain")))
+    with pytest.raises(ValueError, match="Cannot add snapshot with sequence number"):
+        mine.append(_rows(mine, ["mine"]), branch="audit-mine")
+    (tmp_path / "retrying" / "warehouse").mkdir(parents=True)
+    _assert_rebuilt(*_branch_behind(RetryingSqlCatalog("t", **embedded_default(tmp_path / "retrying"))))
+
+
+@pytest.mark.integration
+def test_a_snapshot_built_on_metadata_another_run_advanced_is_rebuilt_on_rest(rest_catalog: Catalog) -> None:
+    # A REST server applies the commit to the current metadata too, and refuses the stale sequence
+    # number as a bad request (400), not as a conflict (409).
+    mine, _, _ = _branch_behind(rest_catalog)
+    with pytest.raises(BadRequestError, match="Cannot add snapshot with sequence number"):
+        mine.append(_rows(mine, ["mine"]), branch="audit-mine")
+    rest_catalog.drop_table("bronze.region")
+    _assert_rebuilt(*_branch_behind(RetryingRestCatalog("t", **rest_catalog.properties)))
