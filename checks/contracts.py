@@ -307,6 +307,18 @@ def merge_extra(contract: dict[str, Any], extra: Mapping[str, Any], file: Path) 
     return out
 
 
+def extra_checks_file(registry: Registry, identifier: str) -> Path:
+    """The file of extra checks of ``identifier`` in its source's folder (it may not exist).
+
+    Raises:
+        KeyError: if no declared table or model has that identifier.
+
+    """
+    layer, _, name = identifier.partition(".")
+    source = registry.model(identifier).source if layer == GOLD else registry.table(identifier).source
+    return registry.sources[source].folder / EXTRA_CHECKS_DIR / layer / f"{name}.yml"
+
+
 def contract(registry: Registry, identifier: str) -> dict[str, Any]:
     """The contract of the gated table ``identifier`` (bronze, silver or gold), extra checks merged.
 
@@ -317,13 +329,11 @@ def contract(registry: Registry, identifier: str) -> dict[str, Any]:
     """
     layer = identifier.partition(".")[0]
     if layer == GOLD:
-        model = registry.model(identifier)
-        derived, folder = _gold(model), registry.sources[model.source].folder
+        derived = _gold(registry.model(identifier))
     else:
         spec = registry.table(identifier)
         derived = _bronze(spec) if layer == BRONZE else _silver(registry, spec)
-        folder = registry.sources[spec.source].folder
-    file = folder / EXTRA_CHECKS_DIR / layer / f"{identifier.partition('.')[2]}.yml"
+    file = extra_checks_file(registry, identifier)
     if not file.is_file():
         return derived
     try:

@@ -3,15 +3,17 @@
 :func:`build_site` reads every run's record and gate results (the layout of :mod:`checks.report`),
 prunes the oldest runs beyond the retention, and writes::
 
-    index.html                   the latest verdict per table, the quarantine tables and the runs
+    index.html                   per source: the latest verdict per table, its quarantine tables; the runs
     lineage.html                 the tables and what each is built from
+    sources/<source>.html        what the source declares: landing format, tables, rules, gold models
     tables/<table>.html          check history (pass/fail per verification), trends, failed rows
     quarantine/<table>.html      quarantined rows by rule and batch date, sample rows
     runs/<run id>/index.html     the run's steps: rows, engine, seconds, snapshots, gate verdicts
 
 Pages are self-contained: inline CSS, inline SVG charts, no script, no network, relative links.
-The lineage is plain data (table id -> upstream table ids) and the quarantine statistics are read by
-:func:`quarantine_stats`, so the site depends on no flow or declaration.
+The declarations come in as the :class:`~lakehouse.registry.Registry` (read, never changed), the
+lineage as plain data (table id -> upstream table ids) and the quarantine statistics from
+:func:`quarantine_stats`, so the site depends on no flow.
 """
 
 from __future__ import annotations
@@ -30,16 +32,21 @@ from typing import Any
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 
+from checks.contracts import extra_checks_file
 from checks.report import GATES_DIR, RUN_FILE, RUNS_DIR, write_atomically
 from checks.svg import line_chart, lineage_graph, sparkline, strip
 from lakehouse.batches import format_ranges, parse_ranges, runs
 from lakehouse.files import batch_filter
-from lakehouse.tables import BATCH_DATE, NAMESPACES, ROW_NUMBER, RULE, SOURCE_FILE
+from lakehouse.models import Scope
+from lakehouse.registry import Model, Registry
+from lakehouse.spec import LAYERS, Column, Source, SourceTable
+from lakehouse.tables import BATCH_DATE, BRONZE, NAMESPACES, ROW_NUMBER, RULE, SILVER, SOURCE_FILE
 
 INDEX = "index.html"
 LINEAGE = "lineage.html"
 TABLES_DIR = "tables"
 QUARANTINE_DIR = "quarantine"
+SOURCES_DIR = "sources"
 SAMPLE_ROWS = 20
 HISTORY = 60
 """Most verifications shown per table in the check history (the newest)."""
@@ -58,7 +65,8 @@ th{background:#f6f8fa;font-weight:600}td.n{text-align:right;font-variant-numeric
 .passed,.completed{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
 .warned,.not_evaluated,.skipped{color:#9a6700;font-weight:600}
 .samples td,.samples th{font-size:.8rem;font-family:ui-monospace,monospace}
-.facts th{width:12rem}.charts{display:flex;flex-wrap:wrap;gap:1rem}
+.facts th{width:12rem}.facts th+th{width:auto}
+.charts,.side{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
 pre{background:#f6f8fa;padding:.5rem;white-space:pre-wrap;font-size:.8rem}
 .muted{color:#656d76;font-size:.85rem}td.reason{min-width:15rem}td .muted{font-size:.75rem;max-width:24rem}
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#1f2328}
@@ -259,6 +267,31 @@ def _run_page_name(run: str) -> str:
     return f"{RUNS_DIR}/{run}/{INDEX}"
 
 
+def _source_page_name(source: str) -> str:
+    return f"{SOURCES_DIR}/{source}.html"
+
+
+def _homes(registry: Registry) -> dict[str, tuple[str, str]]:
+    """Each declared table id -> its source and its place on the source's page (``sources/x.html#...``)."""
+    out = {
+        table.identifier(layer): (table.source, f"{_source_page_name(table.source)}#table-{table.name}")
+        for table in registry.landed()
+        for layer in LAYERS
+    }
+    return out | {
+        m.identifier: (m.source, f"{_source_page_name(m.source)}#model-{m.name}")
+        for m in registry.models.values()
+    }
+
+
+def _link_source(table_id: str, depth: int, homes: Mapping[str, tuple[str, str]]) -> str:
+    """The source declaring ``table_id``, linked to the table's place on its page."""
+    if table_id not in homes:
+        return "no source declares it now"
+    source, href = homes[table_id]
+    return f'<a class="id" href="{"../" * depth}{_e(href)}">{_e(source)}</a>'
+
+
 def _tip(gate: Mapping[str, Any]) -> str:
     return f"{gate['started'][:19]} · {_ranges(gate['batches'])} · snapshot {gate['snapshot_id']}"
 
@@ -305,6 +338,7 @@ def _table_page(
     lineage: Mapping[str, Sequence[str]],
     quarantine: Mapping[str, QuarantineStats],
     links: Mapping[str, str],
+    homes: Mapping[str, tuple[str, str]],
 ) -> str:
     shown = list(gates[-HISTORY:])
     latest = gates[-1]
@@ -392,6 +426,7 @@ def _table_page(
     facts = _table(
         ["", ""],
         [
+            ["Source", _link_source(table_id, 1, homes)],
             ["Latest verdict", _verdict(latest["passed"])],
             ["Latest batches", _batches(latest["batches"])],
             ["Snapshot", _e(latest["snapshot_id"])],
@@ -445,7 +480,9 @@ def _link_table(table_id: str, depth: int, links: Mapping[str, str]) -> str:
     return f'<a class="id" href="{"../" * depth}{_e(links[table_id])}">{_e(table_id)}</a>'
 
 
-def _quarantine_page(table_id: str, stats: QuarantineStats, links: Mapping[str, str]) -> str:
+def _quarantine_page(
+    table_id: str, stats: QuarantineStats, links: Mapping[str, str], homes: Mapping[str, tuple[str, str]]
+) -> str:
     days = sorted({d for d, _ in stats.counts})
     rules = sorted({r for _, r in stats.counts})
     series = {r: [float(stats.counts.get((d, r), 0)) for d in days] for r in rules}
@@ -476,7 +513,7 @@ def _quarantine_page(table_id: str, stats: QuarantineStats, links: Mapping[str, 
     name = table_id.partition(".")[2]
     body = (
         f"<section><p>Rows of {_link_table(f'silver.{name}', 1, links)}'s batches that broke a row rule, "
-        "with the file and row they came from.</p>"
+        f"with the file and row they came from. Source: {_link_source(table_id, 1, homes)}.</p>"
         f'{totals}<div class="charts">{chart}</div></section>'
         "<section><h2>Rows of the latest batches</h2>"
         f"{samples if stats.samples else '<p>None.</p>'}</section>"
@@ -588,25 +625,33 @@ def _days(ranges: str) -> tuple[str, ...]:
     return tuple(sorted(d.isoformat() for d in parse_ranges(ranges)))
 
 
-def _overview(
+_VERDICT_HEAD = (
+    "Table",
+    "Latest verdict",
+    "Latest batches",
+    "Last verified",
+    "History",
+    "Verifications",
+    "Not passed",
+)
+
+
+def _verdicts(
+    table_ids: Iterable[str],
     by_table: Mapping[str, list[dict[str, Any]]],
-    runs_: Sequence[Run],
-    quarantine: Mapping[str, QuarantineStats],
     links: Mapping[str, str],
+    depth: int,
 ) -> str:
-    tables = _table(
-        [
-            "Table",
-            "Latest verdict",
-            "Latest batches",
-            "Last verified",
-            "History",
-            "Verifications",
-            "Not passed",
-        ],
-        (
+    """A row per table: its latest verdict, batches and time, a strip of its last 30 verdicts, counts."""
+    rows = []
+    for t in table_ids:
+        gates = by_table.get(t)
+        if not gates:
+            rows.append([_link_table(t, depth, links), '<span class="muted">not verified</span>', *[""] * 5])
+            continue
+        rows.append(
             [
-                _link_table(t, 0, links),
+                _link_table(t, depth, links),
                 _verdict(gates[-1]["passed"]),
                 _batches(gates[-1]["batches"]),
                 _time(gates[-1]["started"]),
@@ -614,22 +659,57 @@ def _overview(
                 _num(len(gates)),
                 _num(sum(1 for g in gates if not g["passed"])),
             ]
-            for t, gates in sorted(by_table.items(), key=lambda item: _layer_order(item[0]))
-        ),
-    )
-    held = _table(
+        )
+    return _table(_VERDICT_HEAD, rows)
+
+
+def _held(
+    table_ids: Iterable[str], quarantine: Mapping[str, QuarantineStats], links: Mapping[str, str]
+) -> str:
+    """A row per quarantine table holding rows: rows, rules and batch dates."""
+    return _table(
         ["Table", "Rows", "Rules", "Batch dates"],
         (
             [
                 _link_table(t, 0, links),
-                _num(sum(s.counts.values())),
-                _e(", ".join(sorted({r for _, r in s.counts}))),
-                _batches(sorted({d.isoformat() for d, _ in s.counts})),
+                _num(sum(quarantine[t].counts.values())),
+                _e(", ".join(sorted({r for _, r in quarantine[t].counts}))),
+                _batches(sorted({d.isoformat() for d, _ in quarantine[t].counts})),
             ]
-            for t, s in sorted(quarantine.items())
-            if s.counts
+            for t in table_ids
         ),
     )
+
+
+def _overview(
+    registry: Registry,
+    by_table: Mapping[str, list[dict[str, Any]]],
+    runs_: Sequence[Run],
+    quarantine: Mapping[str, QuarantineStats],
+    links: Mapping[str, str],
+    homes: Mapping[str, tuple[str, str]],
+) -> str:
+    # a section per source (tables no source declares any more last), each with its quarantine tables
+    groups: dict[str | None, list[str]] = {name: [] for name in registry.sources}
+    for t in sorted(by_table.keys() | {t for t, s in quarantine.items() if s.counts}, key=_layer_order):
+        groups.setdefault(homes[t][0] if t in homes else None, []).append(t)
+    sections = []
+    for name, ids in groups.items():
+        verified = [t for t in ids if t in by_table]
+        held = [t for t in ids if t in quarantine and quarantine[t].counts]
+        if name is None:
+            title = "Tables no source declares now"
+        else:
+            description = registry.sources[name].description
+            title = f'Source <a class="id" href="{_e(_source_page_name(name))}">{_e(name)}</a>' + (
+                f' <span class="muted">{_e(description)}</span>' if description else ""
+            )
+        sections.append(
+            f"<section><h2>{title}</h2>"
+            + (_verdicts(verified, by_table, links, 0) if verified else "<p>No verification kept.</p>")
+            + (f"<h3>Quarantine</h3>{_held(held, quarantine, links)}" if held else "")
+            + "</section>"
+        )
     runs_table = _table(
         [
             "Run",
@@ -660,32 +740,217 @@ def _overview(
     failing = sum(1 for gates in by_table.values() if not gates[-1]["passed"])
     summary = (
         f"<p>{len(by_table)} tables verified, {failing} failing at their latest verification; "
-        f"{len(runs_)} runs kept.</p>"
+        f"{len(runs_)} runs kept; {len(registry.sources)} sources declared.</p>"
     )
     return _page(
         "Quality overview",
-        f"<section>{summary}{tables}</section>"
-        + (
-            f"<section><h2>Quarantine</h2>{held}</section>"
-            if any(s.counts for s in quarantine.values())
-            else ""
-        )
-        + f"<section><h2>Runs</h2>{runs_table}</section>",
+        f"<section>{summary}</section>{''.join(sections)}<section><h2>Runs</h2>{runs_table}</section>",
         0,
     )
 
 
+_KINDS = {
+    "fact": "fact: a batch replaces the rows of its batch date",
+    "reference": "reference: merged by key in silver, the latest batch wins",
+}
+_SCOPES: dict[Scope, str] = {
+    "all": "whole table",
+    "batches": "the processed batches",
+    "versions": "every version landed in the processed batches",
+}
+_SHOWN_CHARACTERS = {"\t": "tab", " ": "space"}
+
+
+def _ids(names: Iterable[str]) -> str:
+    """Identifiers (columns, tables), comma-separated, each kept on one line."""
+    return ", ".join(f'<span class="id">{_e(n)}</span>' for n in names)
+
+
+def _bounds(low: object, high: object) -> str:
+    if low is not None and high is not None:
+        return f"{low}..{high}"
+    return f"≥ {low}" if low is not None else f"≤ {high}"
+
+
+def _rules(table: SourceTable, column: Column) -> str:
+    """``column``'s row rules, one per line, each with the rule a breaking row is quarantined under."""
+    rules, name = column.rules, column.name
+    shown: list[tuple[str, str]] = []
+    if name in table.key:
+        shown.append(("key: not null", "null_key"))
+    elif rules.not_null:
+        shown.append(("not null", f"missing:{name}"))
+    if rules.min is not None or rules.max is not None:
+        shown.append((f"range {_bounds(rules.min, rules.max)}", f"out_of_range:{name}"))
+    if rules.accepted_values is not None:
+        shown.append((f"one of {', '.join(map(str, rules.accepted_values))}", f"not_accepted:{name}"))
+    if rules.pattern is not None:
+        shown.append((f"matches {rules.pattern}", f"pattern:{name}"))
+    if rules.min_length is not None or rules.max_length is not None:
+        shown.append((f"length {_bounds(rules.min_length, rules.max_length)}", f"length:{name}"))
+    return "".join(f'<div>{_e(text)} <span class="muted id">{_e(rule)}</span></div>' for text, rule in shown)
+
+
+def _extra_checks(registry: Registry, table_ids: Iterable[str]) -> str:
+    """The extra Soda check files the source keeps for ``table_ids``, or ``none``."""
+    files = [f for f in (extra_checks_file(registry, t) for t in table_ids) if f.is_file()]
+    return ", ".join(_short(f, 3) for f in files) or "none"
+
+
+def _source_table(
+    table: SourceTable,
+    registry: Registry,
+    by_table: Mapping[str, list[dict[str, Any]]],
+    links: Mapping[str, str],
+) -> str:
+    tables = registry.sources[table.source].tables
+    layers = [table.identifier(layer) for layer in LAYERS]
+    facts = _table(
+        ["", ""],
+        [
+            ["Kind", _e(_KINDS[table.kind])],
+            ["Key", _ids(table.key) or "none"],
+            ["Partitioning", f'<span class="id">{_e(table.partition)}</span>'],
+            ["Extra checks", _extra_checks(registry, (table.identifier(BRONZE), table.identifier(SILVER)))],
+        ],
+        "facts",
+    )
+    references = _table(
+        ["Columns", "Reference", "Orphans"],
+        (
+            [
+                _ids(r.columns),
+                f'<a class="id" href="#table-{_e(r.table)}">{_e(r.table)}</a> ({_ids(r.key)})',
+                f'quarantined as <span class="id">orphan_key:{_e(r.label)}</span>'
+                if r.on_orphan == "quarantine"
+                else "kept, reported as a warning",
+            ]
+            for r in table.references
+            if r.table in tables
+        ),
+    )
+    columns = _table(
+        ["Column", "Type", "Rules", "Description"],
+        (
+            [
+                f'<span class="id">{_e(c.name)}</span>',
+                f'<span class="id">{_e(c.type)}{_e(f" ({c.format})" if c.format else "")}</span>',
+                _rules(table, c),
+                _e(c.description),
+            ]
+            for c in table.columns
+        ),
+    )
+    return (
+        f'<section><h2 id="table-{_e(table.name)}">{_e(table.name)}</h2>'
+        + (f"<p>{_e(table.description)}</p>" if table.description else "")
+        + f"{facts}{_verdicts(layers, by_table, links, 1)}"
+        + (f"<h3>Foreign keys</h3>{references}" if table.references else "")
+        + f"<h3>Columns</h3>{columns}</section>"
+    )
+
+
+def _materialization(model: Model) -> str:
+    m = model.materialization
+    if m.kind == "replace":
+        return "replace: its rows replace those of their batch dates"
+    if m.kind == "merge":
+        return f"merge by {_ids(m.key)}: its rows replace those of the same key"
+    surrogate = f", surrogate key {_ids([m.surrogate_key])}" if m.surrogate_key else ""
+    return f"SCD2 by {_ids(m.key)}: a change of {_ids(m.tracked)} opens a version{surrogate}"
+
+
+def _source_model(
+    model: Model, registry: Registry, by_table: Mapping[str, list[dict[str, Any]]], links: Mapping[str, str]
+) -> str:
+    facts = _table(
+        ["", ""],
+        [
+            ["Materialization", _materialization(model)],
+            ["Extra checks", _extra_checks(registry, [model.identifier])],
+        ],
+        "facts",
+    )
+    inputs = _table(
+        ["Parameter", "Table", "Reads"],
+        ([_e(p), _link_table(i.table, 1, links), _e(_SCOPES[i.scope])] for p, i in model.inputs.items()),
+    )
+    columns = _table(
+        ["Column", "Type"],
+        ([f'<span class="id">{_e(n)}</span>', f'<span class="id">{_e(t)}</span>'] for n, t in model.columns),
+    )
+    return (
+        f'<section><h2 id="model-{_e(model.name)}">{_link_table(model.identifier, 1, links)}</h2>'
+        + (f"<p>{_e(model.description)}</p>" if model.description else "")
+        + f"{facts}{_verdicts([model.identifier], by_table, links, 1)}"
+        + f'<div class="side"><div><h3>Inputs</h3>{inputs}</div><div><h3>Columns</h3>{columns}</div></div>'
+        + "</section>"
+    )
+
+
+def _source_page(
+    source: Source,
+    registry: Registry,
+    by_table: Mapping[str, list[dict[str, Any]]],
+    links: Mapping[str, str],
+) -> str:
+    landing = source.landing
+    models = [m for m in registry.models.values() if m.source == source.name]
+    dialect = (
+        [
+            [
+                "Delimiter",
+                f'<span class="id">{_e(_SHOWN_CHARACTERS.get(landing.delimiter, landing.delimiter))}</span>',
+            ],
+            ["Quote", f'<span class="id">{_e(landing.quote)}</span>'],
+        ]
+        if landing.format == "csv"
+        else []
+    )
+    facts = _table(
+        ["", ""],
+        [
+            ["Description", _e(source.description)],
+            ["Spec", _short(source.spec_file, 2)],
+            ["Landing format", f'<span class="id">{_e(landing.format)}</span>'],
+            *dialect,
+            ["Encoding", _e(landing.encoding)],
+            ["Read as null", ", ".join(f'<span class="id">"{_e(t)}"</span>' for t in landing.null_values)],
+            [
+                "Tables (load order)",
+                ", ".join(f'<a class="id" href="#table-{_e(t)}">{_e(t)}</a>' for t in source.tables),
+            ],
+            [
+                "Gold models",
+                ", ".join(f'<a class="id" href="#model-{_e(m.name)}">{_e(m.name)}</a>' for m in models),
+            ],
+        ],
+        "facts",
+    )
+    body = (
+        f'<section>{facts}<p class="muted">A row breaking a rule goes to the table\'s quarantine under the '
+        "rule named beside it; a value that does not parse as its type under "
+        '<span class="id">unparseable:&lt;column&gt;</span>, a repeated key under '
+        '<span class="id">duplicate_key</span>.</p></section>'
+        + "".join(_source_table(t, registry, by_table, links) for t in source.tables.values())
+        + "".join(_source_model(m, registry, by_table, links) for m in models)
+    )
+    return _page(f"Source {source.name}", body, 1)
+
+
 def build_site(
     reports_dir: Path,
+    registry: Registry,
     lineage: Mapping[str, Sequence[str]],
     quarantine: Mapping[str, QuarantineStats],
     keep_runs: int = 0,
 ) -> Path:
     """Prune runs beyond the newest ``keep_runs`` (0 keeps all), write every page, return ``index.html``.
 
-    ``lineage`` maps each table id to the ids of the tables it is built from; ``quarantine`` holds
-    the statistics of the quarantine tables (:func:`quarantine_stats`). Pages of tables no longer
-    reported are removed.
+    ``registry`` holds the declared sources and models (a page per source; the overview groups the
+    tables by source); ``lineage`` maps each table id to the ids of the tables it is built from;
+    ``quarantine`` holds the statistics of the quarantine tables (:func:`quarantine_stats`). Pages
+    of tables and sources no longer reported or declared are removed.
 
     Raises:
         OSError: if a page cannot be written or an old run cannot be removed.
@@ -698,9 +963,15 @@ def build_site(
     for gates in by_table.values():
         gates.sort(key=lambda g: g["started"])
     links = {t: _table_page_name(t) for t in by_table} | {t: _quarantine_page_name(t) for t in quarantine}
-    pages: dict[str, str] = {INDEX: _overview(by_table, runs_, quarantine, links)}
-    pages |= {_table_page_name(t): _table_page(t, g, lineage, quarantine, links) for t, g in by_table.items()}
-    pages |= {_quarantine_page_name(t): _quarantine_page(t, s, links) for t, s in quarantine.items()}
+    homes = _homes(registry)
+    pages: dict[str, str] = {INDEX: _overview(registry, by_table, runs_, quarantine, links, homes)}
+    pages |= {
+        _table_page_name(t): _table_page(t, g, lineage, quarantine, links, homes) for t, g in by_table.items()
+    }
+    pages |= {_quarantine_page_name(t): _quarantine_page(t, s, links, homes) for t, s in quarantine.items()}
+    pages |= {
+        _source_page_name(n): _source_page(s, registry, by_table, links) for n, s in registry.sources.items()
+    }
     pages |= {_run_page_name(r.name): _run_page(r, links) for r in runs_}
     graph = lineage_graph(lineage, links)
     pages[LINEAGE] = _page(
@@ -709,7 +980,7 @@ def build_site(
         f"{graph}</section>",
         0,
     )
-    for folder in (TABLES_DIR, QUARANTINE_DIR):
+    for folder in (TABLES_DIR, QUARANTINE_DIR, SOURCES_DIR):
         for old in (reports_dir / folder).glob("*.html"):
             if f"{folder}/{old.name}" not in pages:
                 old.unlink()

@@ -39,7 +39,9 @@ def report_run(
     write_run(record, settings.reports_dir)
     graph = lineage(lh.registry)
     quarantine = quarantine_stats(lh.catalog, [t for t in graph if t.startswith(f"{QUARANTINE}.")])
-    index = build_site(settings.reports_dir, graph, quarantine, settings.reports_keep_runs).resolve()
+    index = build_site(
+        settings.reports_dir, lh.registry, graph, quarantine, settings.reports_keep_runs
+    ).resolve()
     print_summary(record, index, stdout_console())
     log.info("report: %s", index)
     return index

@@ -153,6 +153,7 @@ def test_every_page_loads_in_chromium_with_charts_and_resolving_links(runs: Runs
         "tables",
         "quarantine",
         "runs",
+        "sources",
     }
     run_pages = [p for p in pages if p.parts[-3] == "runs"]
     assert len(run_pages) == 2
@@ -168,6 +169,8 @@ def test_every_page_loads_in_chromium_with_charts_and_resolving_links(runs: Runs
         for link in probe["links"]:  # type: ignore[attr-defined]
             assert link.startswith("file://"), (page, link)  # nothing from a network
             assert _page(link).is_file(), (page, link)
+            anchor = urlparse(link).fragment
+            assert not anchor or f'id="{anchor}"' in _page(link).read_text(encoding="utf-8"), (page, link)
     # charts are drawn: every table page has a trend chart with points and a pass/fail timeline
     for page, probe in visited.items():
         if page.parent.name == "tables":
@@ -180,7 +183,13 @@ def test_every_page_loads_in_chromium_with_charts_and_resolving_links(runs: Runs
     quarantine = str(visited[runs.reports / "quarantine" / "quarantine.lineitem.html"]["text"])
     assert "_source_file" in quarantine and "_row_number" in quarantine
     assert runs.quarantine_rules and all(rule in quarantine for rule in runs.quarantine_rules)
+    # the source's page: its declarations, and the latest verdicts of its tables (the daily run passed)
+    source = str(visited[runs.reports / "sources" / "tpch.html"]["text"])
+    assert "range ≥ 0 out_of_range:l_extendedprice" in source and "SCD2 by c_custkey" in source
+    assert re.search(r"silver\.lineitem\s+passed", source)
+    assert "tables/silver.lineitem.html" in str(visited[runs.reports / "sources" / "tpch.html"]["links"])
     overview = str(visited[runs.reports / "index.html"]["text"])
+    assert "Source tpch" in overview and "Source citybike" in overview
     assert "backfill" in overview and "daily" in overview and "FAILED" not in overview.split("Runs")[0]
 
 
@@ -192,6 +201,7 @@ def _screenshots(tab: Browser, reports: Path, out: Path) -> None:
         ("report-quarantine.png", reports / "quarantine" / "quarantine.lineitem.html"),
         ("report-run.png", run),
         ("report-lineage.png", reports / "lineage.html"),
+        ("report-source.png", reports / "sources" / "tpch.html"),
     ):
         tab.screenshot(page.as_uri(), out / name, width=1800 if name == "report-lineage.png" else 1280)
 
