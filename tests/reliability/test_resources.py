@@ -129,7 +129,7 @@ def test_a_full_disk_fails_the_step_cleanly_and_a_rerun_converges(
     with pytest.raises(
         WarehouseError, match=r"\.part: the warehouse refused a write: .*No space left on device"
     ):
-        step(lh, "part", [D2], None)  # type: ignore[operator]
+        step(lh, "bronze.part" if step is load_bronze else "silver.part", [D2], None)  # type: ignore[operator]
     assert _heads(lh.catalog) == before  # main untouched
     filler.unlink()
     for table_id in TABLES:  # a branch the full disk kept from being removed goes with stale-branch removal
