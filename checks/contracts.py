@@ -138,8 +138,7 @@ def _silver_column(spec: SourceTable, col: Column) -> dict[str, Any]:
             if v is not None
         }
         checks.append({"invalid": {"name": f"{col.name} length", "qualifier": "length", **lengths}})
-    source_tables = {r.label: r for r in spec.references}
-    for reference in source_tables.values():
+    for reference in spec.references:
         if reference.columns != (col.name,):
             continue
         parent = f"{SILVER}.{reference.table}"

@@ -195,7 +195,7 @@ def _range_text(batches: tuple[str, ...]) -> str:
 
 
 def _short(path: object, parts: int = 3) -> str:
-    """The last ``parts`` parts of a path or URI (``lineitem/dt=1995-03-06/a.csv``), all of it on hover."""
+    """The last ``parts`` parts of a path or URI (``orders/dt=1995-03-06/a.csv``), all of it on hover."""
     text = str(path)
     return f'<span class="id" title="{_e(text)}">{_e("/".join(text.split("/")[-parts:]))}</span>'
 

@@ -37,7 +37,7 @@ def daily(
 
     With no ``date``, every landed batch not yet promoted, oldest first. ``source`` picks some of the
     declared sources (default: all of them). On the embedded default with an empty demo landing
-    zone, the TPC-H demo zone is seeded first.
+    zone, each source that ships a ``seed.py`` is seeded first.
 
     Raises:
         RunFailed: if any step failed (whatever passed was published).

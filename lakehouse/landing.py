@@ -40,10 +40,10 @@ _NOT_DATA = (".", "_")
 class ReadLimits:
     """Per-file bounds of the landing readers, so one pathological file cannot exhaust memory.
 
-    - ``max_file_bytes`` (256 MiB): a larger file (for Parquet: one whose TPC-H columns decompress
+    - ``max_file_bytes`` (256 MiB): a larger file (for Parquet: one whose declared columns decompress
       to more) is rejected unread, as ``unreadable_file: file too large ...``;
     - ``max_field_chars`` (64 Ki): a longer value makes its row ``oversized_field:<column>``,
-      stored truncated to that length (TPC-H values are under 200 characters);
+      stored truncated to that length (far above any real value);
     - ``chunk_rows`` (64 Ki): rows converted at a time by the exact CSV and JSON readers, and per
       Parquet batch.
 
@@ -69,13 +69,20 @@ class ReadLimits:
             raise ValueError(f"read limits must be positive: {self}")
 
 
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem of a path, ``file://`` or ``s3://`` URI, and the path on it."""
+    if "://" in uri:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path
+    return pafs.LocalFileSystem(), uri
+
+
 def undeclared_folders(uri: str, sources: Iterable[str]) -> list[str]:
     """The folders directly under the landing zone ``uri`` that no source of ``sources`` declares, by name.
 
     Names starting with ``.`` or ``_`` are not data and are left out.
     """
-    root = uri.rstrip("/")
-    fs, path = pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), root)
+    fs, path = _filesystem(uri.rstrip("/"))
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.Directory:
         return []
@@ -115,10 +122,7 @@ class LandingZone:
     def __init__(self, uri: str, source: Source, limits: ReadLimits | None = None) -> None:
         """Open ``source``'s part of the zone at ``uri`` (a path, ``file://`` or ``s3://`` URI)."""
         self.uri = uri.rstrip("/")
-        if "://" in self.uri:
-            self.fs, root = pafs.FileSystem.from_uri(self.uri)
-        else:
-            self.fs, root = pafs.LocalFileSystem(), self.uri
+        self.fs, root = _filesystem(self.uri)
         self.root = root.rstrip("/")
         self.spec = source
         self.source = source.name

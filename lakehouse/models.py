@@ -3,13 +3,13 @@
 A source's ``models.py`` declares each gold table with :func:`model`::
 
     @model(
-        "dim_part",
-        inputs={"part": batches("silver.part")},
-        materialization=merge("p_partkey"),
-        columns={"part_key": "bigint", "p_partkey": "bigint", "p_name": "string"},
+        "dim_product",
+        inputs={"products": batches("silver.products")},
+        materialization=merge("sku"),
+        columns={"sku": "string", "title": "string", "price": "decimal(8,2)"},
     )
-    def dim_part(part):
-        return lazy(part).select(...).to_native()
+    def dim_product(products):
+        return lazy(products).select(...).to_native()
 
 The function takes one native lazy frame per input (named by its parameters, as Dagster assets
 take theirs) and returns the model's rows with ``_batch_date``; it runs unchanged on Polars and

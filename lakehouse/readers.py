@@ -211,9 +211,9 @@ def parse_landed(zone: LandingZone, landed: LandedFile, data: bytes | None = Non
         if suffix == ".parquet":
             chunks = list(_parquet_chunks(data, spec, limits))
         else:
-            body, offset = _body(data, suffix)
+            body = _body(data, suffix)
             del data  # the body replaces it (a copy only when a byte order mark is cut off)
-            text = _decode(body, offset)
+            text = _decode(body)
             if suffix == ".csv":
                 chunks = list(_csv_chunks(text, spec, limits, zone.spec.landing))
             else:
@@ -256,7 +256,7 @@ def _native_body(data: bytes | None) -> bytes | None:
     if data is None:
         return None
     try:
-        return _body(data, ".csv")[0]
+        return _body(data, ".csv")
     except _Rejected:
         return None
 
@@ -289,8 +289,8 @@ def _fetch(zone: LandingZone, landed: LandedFile, limits: ReadLimits) -> bytes:
     return data
 
 
-def _body(data: bytes, suffix: str) -> tuple[bytes, int]:
-    """``data`` without a UTF-8 byte order mark, and its offset in ``data``; or why it is not text."""
+def _body(data: bytes, suffix: str) -> bytes:
+    """``data`` without a UTF-8 byte order mark; or why it is not text."""
     for magic, kind in _COMPRESSED:
         if data.startswith(magic):
             raise _Rejected(f"compressed file with {suffix} extension ({kind})")
@@ -302,17 +302,12 @@ def _body(data: bytes, suffix: str) -> tuple[bytes, int]:
     if nul >= 0:
         raise _Rejected(f"binary content: NUL byte at byte offset {nul}")
     if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
-    return data, 0
+        return data[len(codecs.BOM_UTF8) :]
+    return data
 
 
-def _decode(body: bytes, offset: int) -> str:
-    """``body`` as UTF-8 text; a byte that is not UTF-8 stays a surrogate escape (see :func:`_utf8_row`).
-
-    ``offset`` is where ``body`` starts in its file (after a byte order mark): unused by the decoding,
-    kept so that callers pass the file's layout.
-    """
-    del offset
+def _decode(body: bytes) -> str:
+    """``body`` as UTF-8 text; a byte that is not UTF-8 stays a surrogate escape (see :func:`_utf8_row`)."""
     return body.decode("utf-8", errors="surrogateescape")
 
 

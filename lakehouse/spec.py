@@ -15,7 +15,7 @@ anything is written.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -263,6 +263,13 @@ class _LandingYaml(_Strict):
     header: bool = True
     encoding: str = "utf-8"
     null_values: list[str] = [""]
+
+    @field_validator("encoding")
+    @classmethod
+    def _utf8_only(cls, value: str) -> str:
+        if value.lower().replace("_", "-") not in ("utf-8", "utf8"):
+            raise ValueError(f"files are read as UTF-8 only, not {value}: convert them to UTF-8 when landing")
+        return "utf-8"
 
     @field_validator("header")
     @classmethod
@@ -589,9 +596,3 @@ def check_collisions(sources: Iterable[Source]) -> list[str]:
                     )
                 seen.setdefault(identifier, owner)
     return problems
-
-
-def iter_tables(sources: Iterable[Source]) -> Iterator[SourceTable]:
-    """Every table of ``sources``, each source's in load order."""
-    for source in sources:
-        yield from source.tables.values()

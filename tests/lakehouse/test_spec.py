@@ -101,6 +101,10 @@ def test_tpch_declares_every_table_once_in_load_order() -> None:
     ("change", "expected"),
     [
         (
+            ("landing: {format: jsonl", "landing: {encoding: latin-1, format: jsonl"),
+            r"landing.encoding: Value error, files are read as UTF-8 only, not latin-1",
+        ),
+        (
             ("placed_at: timestamptz", "placed_at: datetime"),
             r"tables.orders.columns.placed_at.type: unknown type 'datetime' \(use one of bigint",
         ),
@@ -130,6 +134,7 @@ def test_tpch_declares_every_table_once_in_load_order() -> None:
         ),
     ],
     ids=[
+        "encoding",
         "unknown type",
         "key column",
         "unknown reference",
